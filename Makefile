@@ -1,0 +1,41 @@
+# Build-time compilation of everything native: BPF objects (clang) and the
+# Node-API addon (g++ against libbpf). Nodes only ever load these artefacts.
+BUILD      := build
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+MULTIARCH  := $(shell gcc -print-multiarch 2>/dev/null)
+CLANG      ?= clang
+CXX        ?= g++
+
+BPF_SRC    := $(wildcard bpf/sy_*.c)
+BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRC))
+BPF_HDR    := $(wildcard bpf/headers/*.h)
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+              -I bpf/headers -I /usr/include/$(MULTIARCH)
+
+ADDON      := $(BUILD)/native/switchyard.node
+ADDON_SRC  := $(wildcard native/src/*.cc)
+ADDON_HDR  := $(wildcard native/src/*.h)
+NAPI_INC   := -I node_modules/node-addon-api -I node_modules/node-api-headers/include
+CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden \
+              -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -DNAPI_CPP_EXCEPTIONS \
+              $(NAPI_INC) -I bpf/headers
+
+.PHONY: all bpf native ts clean
+all: bpf native ts
+
+bpf: $(BPF_OBJ)
+$(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+native: $(ADDON)
+# Node-API symbols resolve against the running node binary at dlopen time.
+$(ADDON): $(ADDON_SRC) $(ADDON_HDR)
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -shared -o $@ $(ADDON_SRC) -lbpf -lelf -lz
+
+ts:
+	npx tsc -p tsconfig.json
+
+clean:
+	rm -rf $(BUILD) dist

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps shared by every Switchyard program. Each program object includes this
+ * header; all maps are pinned by name, so the objects loaded from separate
+ * files share one instance under the pin root (default /sys/fs/bpf/switchyard).
+ * max_entries below are defaults: the agent sets the real sizes before load.
+ */
+#ifndef SWITCHYARD_MAPS_H
+#define SWITCHYARD_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "switchyard.h"
+
+/* Mesh pods on this node, keyed by network namespace cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct sy_pod_config);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_pods SEC(".maps");
+
+/* Node-local pod IP -> pod, for same-node inbound and for tc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_addr);
+	__type(value, struct sy_pod_ref);
+	__uint(max_entries, 8192);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_pod_by_ip SEC(".maps");
+
+/*
+ * Original destinations between connect() and establishment, keyed by socket
+ * cookie. LRU because a connect that never establishes (sidecar down, RST)
+ * leaves its entry behind and nothing else would ever remove it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct sy_origdst);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_origdst_by_cookie SEC(".maps");
+
+/*
+ * Original destinations of live connections, keyed by their tuple; this is
+ * what getsockopt(SO_ORIGINAL_DST) and tc reply translation read. A plain
+ * hash, not LRU: evicting a live entry would silently break a connection,
+ * while a full map is visible (counters) and handled by policy.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_tuple);
+	__type(value, struct sy_origdst);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_origdst SEC(".maps");
+
+/* Intra-pod sockets (app <-> sidecar) for sk_msg splicing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__type(key, struct sy_sock_key);
+	__type(value, __u64);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_sock_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, enum sy_counter);
+	__type(value, __u64);
+	__uint(max_entries, SY_C_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_counters SEC(".maps");
+
+static __always_inline void sy_count(enum sy_counter c)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&sy_counters, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+#endif /* SWITCHYARD_MAPS_H */

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The ABI between Switchyard's BPF programs and the node agent.
+ *
+ * Every struct here is a map key or value that the agent writes or reads.
+ * The agent's TypeScript codecs (interceptor/src/dataplane/abi.ts) are checked
+ * against the BTF of the compiled objects by test/abi.test.ts, so a field added
+ * here without a matching codec change fails the build's tests, not production.
+ *
+ * Conventions, chosen so that nothing needs byte-order guessing:
+ *   - addresses are 16 bytes, network byte order; IPv4 is stored v4-mapped
+ *     (::ffff:a.b.c.d), so one key type serves both families;
+ *   - ports are host byte order everywhere.
+ */
+#ifndef SWITCHYARD_H
+#define SWITCHYARD_H
+
+#include <linux/types.h>
+
+#define SY_MAX_POD_IPS 2
+#define SY_MAX_EXCLUDED_PORTS 16
+#define SY_MAX_EXCLUDED_CIDRS 8
+
+struct sy_addr {
+	__u32 words[4];
+};
+
+/* An excluded destination range: dst matches when (dst & mask) == addr. */
+struct sy_cidr {
+	struct sy_addr addr;
+	struct sy_addr mask;
+};
+
+/* Value of sy_pods, keyed by the pod's network namespace cookie. */
+struct sy_pod_config {
+	struct sy_addr ips[SY_MAX_POD_IPS]; /* all-zero slot = unused */
+	/*
+	 * Only sockets opened by processes inside this cgroup (at this depth of
+	 * the cgroup2 tree) are intercepted. Anything else that enters the
+	 * pod's netns - a CNI plugin, an operator's nsenter - is left alone.
+	 * cgroup_id 0 disables the check.
+	 */
+	__u64 cgroup_id;
+	__u32 cgroup_level;
+	__u32 sidecar_uid;
+	__u16 outbound_port;
+	__u16 inbound_port;
+	__u8 excluded_outbound_port_count;
+	__u8 excluded_inbound_port_count;
+	__u8 excluded_outbound_cidr_count;
+	__u8 flags; /* reserved, 0 */
+	__u16 excluded_outbound_ports[SY_MAX_EXCLUDED_PORTS];
+	__u16 excluded_inbound_ports[SY_MAX_EXCLUDED_PORTS];
+	struct sy_cidr excluded_outbound_cidrs[SY_MAX_EXCLUDED_CIDRS];
+};
+
+/* Value of sy_pod_by_ip: which registered pod owns a node-local pod IP. */
+struct sy_pod_ref {
+	__u64 netns_cookie;
+};
+
+/*
+ * One TCP connection as seen from its client. netns_cookie is set only when
+ * both ends are loopback addresses, because 127.0.0.1:x -> 127.0.0.1:15001 is
+ * the same tuple in every pod; pod IPs are unique on a node and need no
+ * qualifier, which is what lets two pods' programs find each other's entries.
+ */
+struct sy_tuple {
+	__u64 netns_cookie;
+	struct sy_addr client_ip;
+	struct sy_addr server_ip;
+	__u16 client_port;
+	__u16 server_port;
+	__u32 _pad;
+};
+
+enum sy_origin {
+	SY_ORIGIN_CONNECT_OUTBOUND = 1, /* app connect -> local sidecar outbound port */
+	SY_ORIGIN_CONNECT_INBOUND = 2,  /* sidecar connect -> same-node pod's inbound port */
+	SY_ORIGIN_TC_INBOUND = 3,       /* off-node SYN rewritten by tc ingress */
+};
+
+/* The destination the client asked for, before Switchyard rewrote it. */
+struct sy_origdst {
+	struct sy_addr addr;
+	__u16 port;
+	__u8 origin; /* enum sy_origin */
+	__u8 _pad;
+	__u32 _pad2;
+	__u64 pod_netns_cookie; /* the pod whose sidecar receives the connection */
+};
+
+/* Sockhash key: one local socket, named by its own end first. */
+struct sy_sock_key {
+	__u64 netns_cookie;
+	struct sy_addr local_ip;
+	struct sy_addr remote_ip;
+	__u16 local_port;
+	__u16 remote_port;
+	__u32 _pad;
+};
+
+/* Index into the per-CPU counter array sy_counters. Append only. */
+enum sy_counter {
+	SY_C_CONNECT_NOT_MESH = 0,       /* socket's netns is not a registered pod */
+	SY_C_CONNECT_FOREIGN_CGROUP,     /* in a pod netns but outside the pod cgroup */
+	SY_C_CONNECT_EXCLUDED,           /* loopback, excluded port or CIDR */
+	SY_C_CONNECT_REDIRECTED_OUTBOUND,
+	SY_C_CONNECT_REDIRECTED_INBOUND, /* sidecar -> same-node mesh pod */
+	SY_C_CONNECT_SIDECAR_PASSED,     /* sidecar's own upstream, left alone */
+	SY_C_CONNECT_REFUSED_MAP_FULL,   /* could not record origdst: connect gets EPERM */
+	SY_C_SOCKOPS_ORIGDST_MOVED,
+	SY_C_SOCKOPS_ORIGDST_MAP_FULL,
+	SY_C_SOCKOPS_ORIGDST_CLEANED,
+	SY_C_SOCKMAP_INSERTED,
+	SY_C_SOCKMAP_FULL,
+	SY_C_SKMSG_REDIRECTED,
+	SY_C_SKMSG_PASSED,
+	SY_C_GETSOCKOPT_ANSWERED,
+	SY_C_GETSOCKOPT_MISS,
+	SY_C_TC_INBOUND_NEW,             /* SYN rewritten to the inbound port */
+	SY_C_TC_INBOUND_PACKETS,
+	SY_C_TC_OUTBOUND_PACKETS,
+	SY_C_TC_EXCLUDED,
+	SY_C_TC_DROPPED_MAP_FULL,        /* SYN dropped: no room to track it (fail closed) */
+	SY_C_TC_DROPPED_COLLISION,       /* SYN dropped: tuple already tracked by connect */
+	SY_C_MAX,
+};
+
+#define SY_PIN_DEFAULT_ROOT "/sys/fs/bpf/switchyard"
+
+#endif /* SWITCHYARD_H */

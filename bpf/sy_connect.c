@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * cgroup/connect4 and cgroup/connect6: steer a mesh pod's TCP connects.
+ *
+ *   app connect(dst)            -> 127.0.0.1:<outbound port>   (origdst recorded)
+ *   sidecar connect(local pod)  -> <pod ip>:<that pod's inbound port>
+ *   sidecar connect(elsewhere)  -> untouched, so the proxy never loops
+ *
+ * The original destination is stashed under the socket cookie; sy_sockops
+ * moves it to the connection's tuple once the connection is established.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "helpers.h"
+
+#define SY_ALLOW 1
+#define SY_REFUSE 0 /* connect() fails with EPERM */
+
+struct sy_connect_target {
+	struct sy_addr addr;
+	__u16 port;
+	__u16 rewrite_to_loopback; /* outbound: address changes too */
+};
+
+static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
+					    __u16 port, __u8 origin, __u64 pod_netns)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct sy_origdst od = {
+		.addr = *dst,
+		.port = port,
+		.origin = origin,
+		.pod_netns_cookie = pod_netns,
+	};
+
+	return bpf_map_update_elem(&sy_origdst_by_cookie, &cookie, &od, BPF_ANY);
+}
+
+/*
+ * Decide what a connect becomes. Returns SY_ALLOW or SY_REFUSE and fills
+ * *target when the destination must change (target->port != 0).
+ */
+static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
+				     __u16 port, struct sy_connect_target *target)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct sy_pod_config *pod = bpf_map_lookup_elem(&sy_pods, &netns);
+
+	if (!pod) {
+		sy_count(SY_C_CONNECT_NOT_MESH);
+		return SY_ALLOW;
+	}
+	if (pod->cgroup_id &&
+	    bpf_get_current_ancestor_cgroup_id(pod->cgroup_level) != pod->cgroup_id) {
+		sy_count(SY_C_CONNECT_FOREIGN_CGROUP);
+		return SY_ALLOW;
+	}
+	if (sy_addr_is_loopback(dst)) {
+		sy_count(SY_C_CONNECT_EXCLUDED);
+		return SY_ALLOW;
+	}
+
+	__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+	if (uid == pod->sidecar_uid) {
+		/* Same-node inbound: the sidecar dials a mesh pod on this node. */
+		struct sy_pod_ref *peer_ref = bpf_map_lookup_elem(&sy_pod_by_ip, dst);
+
+		if (!peer_ref || peer_ref->netns_cookie == netns) {
+			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			return SY_ALLOW;
+		}
+		__u64 peer_netns = peer_ref->netns_cookie;
+		struct sy_pod_config *peer = bpf_map_lookup_elem(&sy_pods, &peer_netns);
+
+		if (!peer || sy_inbound_excluded(peer, port)) {
+			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			return SY_ALLOW;
+		}
+		if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_INBOUND, peer_netns)) {
+			sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+			return SY_REFUSE;
+		}
+		target->addr = *dst;
+		target->port = peer->inbound_port;
+		target->rewrite_to_loopback = 0;
+		sy_count(SY_C_CONNECT_REDIRECTED_INBOUND);
+		return SY_ALLOW;
+	}
+
+	if (sy_outbound_excluded(pod, dst, port)) {
+		sy_count(SY_C_CONNECT_EXCLUDED);
+		return SY_ALLOW;
+	}
+	/*
+	 * Fail closed: a connection we cannot account for must not reach the
+	 * sidecar without its original destination, nor bypass it.
+	 */
+	if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_OUTBOUND, netns)) {
+		sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+		return SY_REFUSE;
+	}
+	target->port = pod->outbound_port;
+	target->rewrite_to_loopback = 1;
+	sy_count(SY_C_CONNECT_REDIRECTED_OUTBOUND);
+	return SY_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int sy_connect4(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM)
+		return SY_ALLOW;
+
+	struct sy_addr dst;
+	struct sy_connect_target target = {};
+
+	sy_addr_from_v4(&dst, ctx->user_ip4);
+	int verdict = sy_decide(ctx, &dst, bpf_ntohs((__u16)ctx->user_port), &target);
+
+	if (verdict == SY_ALLOW && target.port) {
+		if (target.rewrite_to_loopback)
+			ctx->user_ip4 = bpf_htonl(0x7f000001);
+		ctx->user_port = bpf_htons(target.port);
+	}
+	return verdict;
+}
+
+SEC("cgroup/connect6")
+int sy_connect6(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type != SOCK_STREAM)
+		return SY_ALLOW;
+
+	struct sy_addr dst;
+	struct sy_connect_target target = {};
+
+	dst.words[0] = ctx->user_ip6[0];
+	dst.words[1] = ctx->user_ip6[1];
+	dst.words[2] = ctx->user_ip6[2];
+	dst.words[3] = ctx->user_ip6[3];
+	int verdict = sy_decide(ctx, &dst, bpf_ntohs((__u16)ctx->user_port), &target);
+
+	if (verdict == SY_ALLOW && target.port) {
+		if (target.rewrite_to_loopback) {
+			/* Keep the family the app chose: v4-mapped stays v4-mapped. */
+			int v4 = sy_addr_is_v4(&dst);
+
+			ctx->user_ip6[0] = 0;
+			ctx->user_ip6[1] = 0;
+			ctx->user_ip6[2] = v4 ? SY_V4_MAPPED_PREFIX : 0;
+			ctx->user_ip6[3] = v4 ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+		}
+		ctx->user_port = bpf_htons(target.port);
+	}
+	return verdict;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

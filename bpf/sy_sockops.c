@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sock_ops: bookkeeping at the moments a connection changes state.
+ *
+ *   active established  : origdst moves from the socket cookie to the tuple,
+ *                         where the sidecar's getsockopt and tc can find it
+ *   passive established : if the accepted socket carries an origdst, ask for
+ *                         a state callback so the entry dies with the socket
+ *   -> TCP_CLOSE        : delete that entry
+ *   either, intra-pod   : add the socket to sy_sock_hash for sk_msg splicing
+ *
+ * Cleanup is tied to the accepting (sidecar) side on purpose: an app may
+ * close before the sidecar has called getsockopt, and the entry must survive
+ * that.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+#include "helpers.h"
+
+struct sy_endpoints {
+	struct sy_addr local;
+	struct sy_addr remote;
+	__u16 local_port;
+	__u16 remote_port;
+};
+
+static __always_inline int sy_skops_endpoints(struct bpf_sock_ops *skops, struct sy_endpoints *e)
+{
+	__u32 family = skops->family;
+
+	if (family == AF_INET) {
+		__u32 local = skops->local_ip4, remote = skops->remote_ip4;
+
+		sy_barrier();
+		sy_addr_from_v4(&e->local, local);
+		sy_addr_from_v4(&e->remote, remote);
+	} else if (family == AF_INET6) {
+		SY_LOAD_IP6(&e->local, skops->local_ip6);
+		SY_LOAD_IP6(&e->remote, skops->remote_ip6);
+	} else {
+		return -1;
+	}
+	e->local_port = (__u16)skops->local_port;
+	e->remote_port = sy_ctx_remote_port(skops->remote_port);
+	return 0;
+}
+
+static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, __u64 netns,
+					   const struct sy_endpoints *e)
+{
+	if (!sy_is_intra_pod(&e->local, &e->remote))
+		return;
+	if (!bpf_map_lookup_elem(&sy_pods, &netns))
+		return;
+
+	struct sy_sock_key key = {
+		.netns_cookie = netns,
+		.local_ip = e->local,
+		.remote_ip = e->remote,
+		.local_port = e->local_port,
+		.remote_port = e->remote_port,
+	};
+
+	/* A full sockhash only costs speed: the socket keeps plain TCP. */
+	if (bpf_sock_hash_update(skops, &sy_sock_hash, &key, BPF_NOEXIST))
+		sy_count(SY_C_SOCKMAP_FULL);
+	else
+		sy_count(SY_C_SOCKMAP_INSERTED);
+}
+
+static __always_inline void sy_on_active(struct bpf_sock_ops *skops)
+{
+	struct sy_endpoints e;
+	__u64 netns = bpf_get_netns_cookie(skops);
+
+	if (sy_skops_endpoints(skops, &e))
+		return;
+
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst_by_cookie, &cookie);
+
+	if (od) {
+		struct sy_tuple t;
+
+		sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
+		if (bpf_map_update_elem(&sy_origdst, &t, od, BPF_ANY))
+			sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL); /* sidecar will get no origdst and close */
+		else
+			sy_count(SY_C_SOCKOPS_ORIGDST_MOVED);
+		bpf_map_delete_elem(&sy_origdst_by_cookie, &cookie);
+	}
+	sy_sockmap_add(skops, netns, &e);
+}
+
+static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
+{
+	struct sy_endpoints e;
+	struct sy_tuple t;
+	__u64 netns = bpf_get_netns_cookie(skops);
+
+	if (sy_skops_endpoints(skops, &e))
+		return;
+	sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
+	if (bpf_map_lookup_elem(&sy_origdst, &t))
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	sy_sockmap_add(skops, netns, &e);
+}
+
+static __always_inline void sy_on_close(struct bpf_sock_ops *skops)
+{
+	struct sy_endpoints e;
+	struct sy_tuple t;
+
+	if (sy_skops_endpoints(skops, &e))
+		return;
+	sy_tuple_fill(&t, bpf_get_netns_cookie(skops), &e.remote, e.remote_port, &e.local, e.local_port);
+	if (bpf_map_delete_elem(&sy_origdst, &t) == 0)
+		sy_count(SY_C_SOCKOPS_ORIGDST_CLEANED);
+}
+
+SEC("sockops")
+int sy_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		sy_on_active(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		sy_on_passive(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			sy_on_close(skops);
+		break;
+	}
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
