@@ -1,0 +1,224 @@
+/**
+ * TypeScript view of bpf/headers/switchyard.h. Offsets are written once here;
+ * test/abi.test.ts compares every field with the BTF that clang emitted for
+ * the C structs, so the two cannot drift apart silently.
+ */
+import { ADDR_BYTES, Cidr, decodeAddr, encodeAddr } from './addr';
+
+export const MAX_POD_IPS = 2;
+export const MAX_EXCLUDED_PORTS = 16;
+export const MAX_EXCLUDED_CIDRS = 8;
+
+/** Field name -> [offset, size] in bytes, as in the C struct. */
+export type Layout = { name: string; size: number; fields: Record<string, readonly [number, number]> };
+
+export const POD_CONFIG: Layout = {
+  name: 'sy_pod_config',
+  size: 376,
+  fields: {
+    ips: [0, 32],
+    cgroup_id: [32, 8],
+    cgroup_level: [40, 4],
+    sidecar_uid: [44, 4],
+    outbound_port: [48, 2],
+    inbound_port: [50, 2],
+    excluded_outbound_port_count: [52, 1],
+    excluded_inbound_port_count: [53, 1],
+    excluded_outbound_cidr_count: [54, 1],
+    flags: [55, 1],
+    excluded_outbound_ports: [56, 32],
+    excluded_inbound_ports: [88, 32],
+    excluded_outbound_cidrs: [120, 256],
+  },
+};
+
+export const POD_REF: Layout = { name: 'sy_pod_ref', size: 8, fields: { netns_cookie: [0, 8] } };
+
+export const TUPLE: Layout = {
+  name: 'sy_tuple',
+  size: 48,
+  fields: { netns_cookie: [0, 8], client_ip: [8, 16], server_ip: [24, 16], client_port: [40, 2], server_port: [42, 2], _pad: [44, 4] },
+};
+
+export const ORIGDST: Layout = {
+  name: 'sy_origdst',
+  size: 32,
+  fields: { addr: [0, 16], port: [16, 2], origin: [18, 1], _pad: [19, 1], _pad2: [20, 4], pod_netns_cookie: [24, 8] },
+};
+
+export const SOCK_KEY: Layout = {
+  name: 'sy_sock_key',
+  size: 48,
+  fields: { netns_cookie: [0, 8], local_ip: [8, 16], remote_ip: [24, 16], local_port: [40, 2], remote_port: [42, 2], _pad: [44, 4] },
+};
+
+export const CIDR: Layout = { name: 'sy_cidr', size: 32, fields: { addr: [0, 16], mask: [16, 16] } };
+
+export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR];
+
+/** enum sy_counter, in order. Append only, like the C enum. */
+export const COUNTERS = [
+  'SY_C_CONNECT_NOT_MESH',
+  'SY_C_CONNECT_FOREIGN_CGROUP',
+  'SY_C_CONNECT_EXCLUDED',
+  'SY_C_CONNECT_REDIRECTED_OUTBOUND',
+  'SY_C_CONNECT_REDIRECTED_INBOUND',
+  'SY_C_CONNECT_SIDECAR_PASSED',
+  'SY_C_CONNECT_REFUSED_MAP_FULL',
+  'SY_C_SOCKOPS_ORIGDST_MOVED',
+  'SY_C_SOCKOPS_ORIGDST_MAP_FULL',
+  'SY_C_SOCKOPS_ORIGDST_CLEANED',
+  'SY_C_SOCKMAP_INSERTED',
+  'SY_C_SOCKMAP_FULL',
+  'SY_C_SKMSG_REDIRECTED',
+  'SY_C_SKMSG_PASSED',
+  'SY_C_GETSOCKOPT_ANSWERED',
+  'SY_C_GETSOCKOPT_MISS',
+  'SY_C_TC_INBOUND_NEW',
+  'SY_C_TC_INBOUND_PACKETS',
+  'SY_C_TC_OUTBOUND_PACKETS',
+  'SY_C_TC_EXCLUDED',
+  'SY_C_TC_DROPPED_MAP_FULL',
+  'SY_C_TC_DROPPED_COLLISION',
+] as const;
+export type CounterName = (typeof COUNTERS)[number];
+
+/** 'SY_C_CONNECT_REDIRECTED_OUTBOUND' -> 'connect_redirected_outbound' (metric and CLI name). */
+export function counterKey(name: CounterName): string {
+  return name.slice('SY_C_'.length).toLowerCase();
+}
+
+export enum Origin {
+  ConnectOutbound = 1,
+  ConnectInbound = 2,
+  TcInbound = 3,
+}
+
+/** What the BPF programs need to know about one mesh pod. */
+export interface PodConfig {
+  ips: string[];
+  cgroupId: bigint;
+  cgroupLevel: number;
+  sidecarUid: number;
+  outboundPort: number;
+  inboundPort: number;
+  excludeOutboundPorts: number[];
+  excludeInboundPorts: number[];
+  excludeOutboundCidrs: Cidr[];
+}
+
+const off = (l: Layout, f: string) => l.fields[f][0];
+
+// Numbers are written in host byte order: the programs read them as native integers.
+export function encodePodConfig(p: PodConfig): Buffer {
+  const L = POD_CONFIG;
+  const b = Buffer.alloc(L.size);
+  p.ips.slice(0, MAX_POD_IPS).forEach((ip, i) => encodeAddr(ip).copy(b, off(L, 'ips') + i * ADDR_BYTES));
+  b.writeBigUInt64LE(p.cgroupId, off(L, 'cgroup_id'));
+  b.writeUInt32LE(p.cgroupLevel, off(L, 'cgroup_level'));
+  b.writeUInt32LE(p.sidecarUid, off(L, 'sidecar_uid'));
+  b.writeUInt16LE(p.outboundPort, off(L, 'outbound_port'));
+  b.writeUInt16LE(p.inboundPort, off(L, 'inbound_port'));
+  b.writeUInt8(p.excludeOutboundPorts.length, off(L, 'excluded_outbound_port_count'));
+  b.writeUInt8(p.excludeInboundPorts.length, off(L, 'excluded_inbound_port_count'));
+  b.writeUInt8(p.excludeOutboundCidrs.length, off(L, 'excluded_outbound_cidr_count'));
+  p.excludeOutboundPorts.forEach((port, i) => b.writeUInt16LE(port, off(L, 'excluded_outbound_ports') + i * 2));
+  p.excludeInboundPorts.forEach((port, i) => b.writeUInt16LE(port, off(L, 'excluded_inbound_ports') + i * 2));
+  p.excludeOutboundCidrs.forEach((c, i) => {
+    const at = off(L, 'excluded_outbound_cidrs') + i * CIDR.size;
+    c.addr.copy(b, at + off(CIDR, 'addr'));
+    c.mask.copy(b, at + off(CIDR, 'mask'));
+  });
+  return b;
+}
+
+export function decodePodConfig(b: Buffer): PodConfig {
+  const L = POD_CONFIG;
+  const ips: string[] = [];
+  for (let i = 0; i < MAX_POD_IPS; i++) {
+    const a = b.subarray(off(L, 'ips') + i * ADDR_BYTES, off(L, 'ips') + (i + 1) * ADDR_BYTES);
+    if (a.some((x) => x !== 0)) ips.push(decodeAddr(Buffer.from(a)));
+  }
+  const ports = (field: string, count: number) =>
+    Array.from({ length: count }, (_, i) => b.readUInt16LE(off(L, field) + i * 2));
+  const cidrCount = b.readUInt8(off(L, 'excluded_outbound_cidr_count'));
+  const cidrs: Cidr[] = Array.from({ length: cidrCount }, (_, i) => {
+    const at = off(L, 'excluded_outbound_cidrs') + i * CIDR.size;
+    const addr = Buffer.from(b.subarray(at, at + ADDR_BYTES));
+    const mask = Buffer.from(b.subarray(at + ADDR_BYTES, at + 2 * ADDR_BYTES));
+    return { text: cidrText(addr, mask), addr, mask };
+  });
+  return {
+    ips,
+    cgroupId: b.readBigUInt64LE(off(L, 'cgroup_id')),
+    cgroupLevel: b.readUInt32LE(off(L, 'cgroup_level')),
+    sidecarUid: b.readUInt32LE(off(L, 'sidecar_uid')),
+    outboundPort: b.readUInt16LE(off(L, 'outbound_port')),
+    inboundPort: b.readUInt16LE(off(L, 'inbound_port')),
+    excludeOutboundPorts: ports('excluded_outbound_ports', b.readUInt8(off(L, 'excluded_outbound_port_count'))),
+    excludeInboundPorts: ports('excluded_inbound_ports', b.readUInt8(off(L, 'excluded_inbound_port_count'))),
+    excludeOutboundCidrs: cidrs,
+  };
+}
+
+function cidrText(addr: Buffer, mask: Buffer): string {
+  let bits = 0;
+  for (const byte of mask) for (let i = 7; i >= 0; i--) bits += (byte >> i) & 1;
+  const text = decodeAddr(addr);
+  return text.includes('.') ? `${text}/${bits - 96}` : `${text}/${bits}`;
+}
+
+export function encodeNetnsKey(cookie: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(cookie);
+  return b;
+}
+
+export function encodePodRef(cookie: bigint): Buffer {
+  return encodeNetnsKey(cookie);
+}
+
+export function decodePodRef(b: Buffer): bigint {
+  return b.readBigUInt64LE(0);
+}
+
+export interface Tuple {
+  netnsCookie: bigint;
+  clientIp: string;
+  clientPort: number;
+  serverIp: string;
+  serverPort: number;
+}
+
+export function decodeTuple(b: Buffer): Tuple {
+  return {
+    netnsCookie: b.readBigUInt64LE(off(TUPLE, 'netns_cookie')),
+    clientIp: decodeAddr(Buffer.from(b.subarray(8, 24))),
+    serverIp: decodeAddr(Buffer.from(b.subarray(24, 40))),
+    clientPort: b.readUInt16LE(off(TUPLE, 'client_port')),
+    serverPort: b.readUInt16LE(off(TUPLE, 'server_port')),
+  };
+}
+
+export interface OrigDst {
+  address: string;
+  port: number;
+  origin: Origin;
+  podNetnsCookie: bigint;
+}
+
+export function decodeOrigDst(b: Buffer): OrigDst {
+  return {
+    address: decodeAddr(Buffer.from(b.subarray(0, 16))),
+    port: b.readUInt16LE(off(ORIGDST, 'port')),
+    origin: b.readUInt8(off(ORIGDST, 'origin')) as Origin,
+    podNetnsCookie: b.readBigUInt64LE(off(ORIGDST, 'pod_netns_cookie')),
+  };
+}
+
+/** Sums a per-CPU u64 array value (8 bytes per possible CPU). */
+export function sumPerCpu(b: Buffer): bigint {
+  let total = 0n;
+  for (let i = 0; i + 8 <= b.length; i += 8) total += b.readBigUInt64LE(i);
+  return total;
+}

@@ -1,0 +1,401 @@
+/**
+ * The dataplane's lifecycle on one node: load and attach the BPF programs,
+ * register and unregister pods, attach tc to pod interfaces, read counters,
+ * and unload without leaving anything behind.
+ *
+ * Kernel state lives in bpffs, not in this process:
+ *
+ *   <pinRoot>/sy_pods, sy_pod_by_ip, ...   maps, pinned by name by libbpf
+ *   <pinRoot>/progs/<program>              every program
+ *   <pinRoot>/links/<hook>                 cgroup attachments (bpf_link)
+ *
+ * so the programs keep redirecting while the agent restarts, and a new agent
+ * adopts the pins instead of reloading.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { BPF_OBJECT_DIR, CgroupHook, TcDirection, isNativeError, native } from '../../../native';
+import {
+  COUNTERS,
+  CounterName,
+  decodeOrigDst,
+  decodeTuple,
+  OrigDst,
+  Tuple,
+  decodePodConfig,
+  decodePodRef,
+  encodeNetnsKey,
+  encodePodConfig,
+  encodePodRef,
+  PodConfig,
+  sumPerCpu,
+} from './abi';
+import { encodeAddr } from './addr';
+import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
+import { HostError, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount } from './host';
+
+export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/switchyard';
+
+/** tc filter identity: priority 1 so we run before other chained classifiers. */
+export const TC_PRIORITY = 1;
+export const TC_HANDLE = 0x5359; // "SY"
+
+type ProgramSpec =
+  | { object: string; name: string; cgroupHook: CgroupHook }
+  | { object: string; name: string; skMsgMap: string }
+  | { object: string; name: string; tc: TcDirection };
+
+export const PROGRAMS: ProgramSpec[] = [
+  { object: 'sy_connect', name: 'sy_connect4', cgroupHook: 'connect4' },
+  { object: 'sy_connect', name: 'sy_connect6', cgroupHook: 'connect6' },
+  { object: 'sy_sockops', name: 'sy_sockops', cgroupHook: 'sock_ops' },
+  { object: 'sy_getsockopt', name: 'sy_getsockopt', cgroupHook: 'getsockopt' },
+  { object: 'sy_skmsg', name: 'sy_skmsg', skMsgMap: 'sy_sock_hash' },
+  { object: 'sy_tc', name: 'sy_tc_ingress', tc: 'ingress' },
+  { object: 'sy_tc', name: 'sy_tc_egress', tc: 'egress' },
+];
+
+export const MAPS = ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_sock_hash', 'sy_counters'] as const;
+type MapName = (typeof MAPS)[number];
+
+export interface DataplaneOptions {
+  /** cgroup2 directory whose subtree is intercepted (in Kubernetes: the kubepods cgroup). */
+  cgroupPath: string;
+  pinRoot?: string;
+  objectDir?: string;
+  mapSizes?: Partial<MapSizes>;
+  /** Attaching at the cgroup2 root intercepts the whole machine; it must be asked for. */
+  allowRootCgroup?: boolean;
+}
+
+export interface PodSpec {
+  netnsPath: string;
+  /** The pod's cgroup; only its processes are intercepted. Omit to match any process in the netns. */
+  cgroupPath?: string;
+  ips: string[];
+  interception: Interception;
+  /** The pod's interface inside its netns, for the tc inbound path (usually eth0). */
+  ifname?: string;
+}
+
+export interface Registration {
+  netnsCookie: bigint;
+  cgroupId: bigint;
+  config: PodConfig;
+  tc?: { netnsPath: string; ifname: string; createdQdisc: boolean };
+  /** IPs that another, now replaced, registration still claimed. */
+  reclaimedIps: string[];
+}
+
+export class DataplaneError extends Error {
+  constructor(message: string, override readonly cause?: unknown) {
+    super(message);
+    this.name = 'DataplaneError';
+  }
+}
+
+const exists = (p: string) => {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+export class Dataplane {
+  private readonly fds = new Map<MapName, number>();
+  private readonly tcAttachments = new Map<bigint, { netnsPath: string; ifname: string; createdQdisc: boolean }>();
+  private closed = false;
+
+  private constructor(
+    readonly pinRoot: string,
+    readonly cgroupPath: string,
+  ) {
+    for (const m of MAPS) this.fds.set(m, native().mapOpen(path.join(pinRoot, m)));
+  }
+
+  /**
+   * Checks the host, loads every object, pins and attaches. Either all of it
+   * happens or none of it: a failure part-way removes what was done.
+   */
+  static load(opts: DataplaneOptions): Dataplane {
+    const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
+    const objectDir = opts.objectDir ?? BPF_OBJECT_DIR;
+    const sizes = validateMapSizes(opts.mapSizes ?? {});
+    const cgroupPath = Dataplane.checkCgroup(opts);
+    for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
+      const file = path.join(objectDir, `${obj}.bpf.o`);
+      if (!exists(file)) throw new DataplaneError(`BPF object ${file} is missing: build it with 'make bpf'`);
+    }
+    checkKernelFeatures();
+    ensureBpffs(pinRoot);
+    if (exists(pinRoot) && fs.readdirSync(pinRoot).length > 0) {
+      throw new DataplaneError(
+        `${pinRoot} already holds a Switchyard dataplane: adopt it (Dataplane.adopt) or remove it first ('switchyard-interceptor cleanup')`,
+      );
+    }
+
+    try {
+      fs.mkdirSync(path.join(pinRoot, 'progs'), { recursive: true });
+      fs.mkdirSync(path.join(pinRoot, 'links'), { recursive: true });
+      const n = native();
+      for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
+        n.loadObject(path.join(objectDir, `${obj}.bpf.o`), pinRoot, path.join(pinRoot, 'progs'), { ...sizes });
+      }
+      for (const p of PROGRAMS) {
+        const progPin = path.join(pinRoot, 'progs', p.name);
+        if ('cgroupHook' in p) n.attachCgroup(progPin, cgroupPath, p.cgroupHook, path.join(pinRoot, 'links', p.cgroupHook));
+        if ('skMsgMap' in p) n.attachSkMsg(progPin, path.join(pinRoot, p.skMsgMap));
+      }
+      return new Dataplane(pinRoot, cgroupPath);
+    } catch (e) {
+      Dataplane.removePins(pinRoot);
+      if (e instanceof HostError || e instanceof DataplaneError) throw e;
+      throw new DataplaneError(`loading the dataplane failed and was rolled back: ${(e as Error).message}`, e);
+    }
+  }
+
+  /** Takes over a dataplane that an earlier agent left pinned, without touching traffic. */
+  static adopt(opts: { pinRoot?: string; cgroupPath: string }): Dataplane {
+    const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
+    const missing = [
+      ...MAPS.map((m) => path.join(pinRoot, m)),
+      ...PROGRAMS.map((p) => path.join(pinRoot, 'progs', p.name)),
+      ...PROGRAMS.flatMap((p) => ('cgroupHook' in p ? [path.join(pinRoot, 'links', p.cgroupHook)] : [])),
+    ].filter((p) => !exists(p));
+    if (missing.length) {
+      throw new DataplaneError(
+        `cannot adopt the dataplane at ${pinRoot}: ${missing.length} pins are missing (${missing.slice(0, 3).join(', ')}...). ` +
+          `Remove the remains with 'switchyard-interceptor cleanup' and load again`,
+      );
+    }
+    return new Dataplane(pinRoot, opts.cgroupPath);
+  }
+
+  /** True when pins of a dataplane exist under pinRoot. */
+  static isLoaded(pinRoot = DEFAULT_PIN_ROOT): boolean {
+    return exists(path.join(pinRoot, 'sy_pods'));
+  }
+
+  private static checkCgroup(opts: DataplaneOptions): string {
+    const mount = findCgroup2Mount();
+    const cgroupPath = path.resolve(opts.cgroupPath);
+    if (!fs.existsSync(cgroupPath)) throw new DataplaneError(`cgroup ${cgroupPath} does not exist`);
+    if (cgroupLevel(cgroupPath, mount) === 0 && !opts.allowRootCgroup) {
+      throw new DataplaneError(
+        `refusing to attach to the cgroup2 root ${mount}: that intercepts every process on the machine. ` +
+          'Point cgroupPath at the pods\' parent cgroup (e.g. kubepods), or set allowRootCgroup',
+      );
+    }
+    return cgroupPath;
+  }
+
+  /**
+   * Detaches and unpins everything under pinRoot. Idempotent; works without a
+   * live agent (the 'cleanup' command). tc filters on pod interfaces are
+   * removed by unload(); pods deleted since then took theirs with their netns.
+   */
+  static removePins(pinRoot = DEFAULT_PIN_ROOT): void {
+    const n = native();
+    const linkDir = path.join(pinRoot, 'links');
+    // Unpinning a link is what detaches it: nothing else holds it.
+    if (exists(linkDir)) for (const l of fs.readdirSync(linkDir)) fs.unlinkSync(path.join(linkDir, l));
+    for (const p of PROGRAMS) {
+      if (!('skMsgMap' in p)) continue;
+      const progPin = path.join(pinRoot, 'progs', p.name);
+      const mapPin = path.join(pinRoot, p.skMsgMap);
+      if (exists(progPin) && exists(mapPin)) n.detachSkMsg(progPin, mapPin);
+    }
+    for (const dir of [path.join(pinRoot, 'progs'), linkDir]) {
+      if (!exists(dir)) continue;
+      for (const f of fs.readdirSync(dir)) fs.unlinkSync(path.join(dir, f));
+      fs.rmdirSync(dir);
+    }
+    if (exists(pinRoot)) {
+      for (const f of fs.readdirSync(pinRoot)) fs.unlinkSync(path.join(pinRoot, f));
+      fs.rmdirSync(pinRoot);
+    }
+  }
+
+  /** Detaches tc from every pod this agent attached, then removes all pins. */
+  unload(): void {
+    for (const [cookie] of this.tcAttachments) this.detachTc(cookie);
+    this.close();
+    Dataplane.removePins(this.pinRoot);
+  }
+
+  /** Releases this process's handles; pinned state keeps working. */
+  close(): void {
+    if (this.closed) return;
+    for (const fd of this.fds.values()) native().closeFd(fd);
+    this.closed = true;
+  }
+
+  private fd(m: MapName): number {
+    if (this.closed) throw new DataplaneError('the dataplane handle is closed');
+    return this.fds.get(m)!;
+  }
+
+  /**
+   * Registers a mesh pod: its config by netns cookie, its IPs, then tc on its
+   * interface. Validation happens first; a failure later undoes the writes.
+   */
+  registerPod(spec: PodSpec): Registration {
+    const interception = validateInterception(spec.interception);
+    validatePodIps(spec.ips);
+    const n = native();
+    const netnsCookie = n.netnsCookie(spec.netnsPath);
+    if (netnsCookie === n.netnsCookie('/proc/self/ns/net') /* the agent runs in the host netns */) {
+      throw new DataplaneError(
+        `refusing to register ${spec.netnsPath}: it is the host network namespace (hostNetwork pods cannot be intercepted)`,
+      );
+    }
+    const cgroupId = spec.cgroupPath ? n.cgroupId(spec.cgroupPath) : 0n;
+    const config: PodConfig = {
+      ips: spec.ips,
+      cgroupId,
+      cgroupLevel: spec.cgroupPath ? cgroupLevel(spec.cgroupPath) : 0,
+      sidecarUid: interception.sidecarUid,
+      outboundPort: interception.outboundPort,
+      inboundPort: interception.inboundPort,
+      excludeOutboundPorts: interception.excludeOutboundPorts,
+      excludeInboundPorts: interception.excludeInboundPorts,
+      excludeOutboundCidrs: interception.cidrs,
+    };
+
+    const key = encodeNetnsKey(netnsCookie);
+    const previous = n.mapLookup(this.fd('sy_pods'), key);
+    const writtenIps: Buffer[] = [];
+    const reclaimedIps: string[] = [];
+    let tc: Registration['tc'];
+    try {
+      n.mapUpdate(this.fd('sy_pods'), key, encodePodConfig(config));
+      for (const ip of spec.ips) {
+        const ipKey = encodeAddr(ip);
+        const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
+        if (owner && decodePodRef(owner) !== netnsCookie) reclaimedIps.push(ip);
+        n.mapUpdate(this.fd('sy_pod_by_ip'), ipKey, encodePodRef(netnsCookie));
+        writtenIps.push(ipKey);
+      }
+      if (spec.ifname) tc = this.attachTc(netnsCookie, spec.netnsPath, spec.ifname);
+    } catch (e) {
+      for (const ipKey of writtenIps) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
+      if (previous) n.mapUpdate(this.fd('sy_pods'), key, previous);
+      else n.mapDelete(this.fd('sy_pods'), key);
+      const full = isNativeError(e) && (e.code === 'E2BIG' || e.code === 'ENOMEM');
+      throw new DataplaneError(
+        `registering pod netns ${spec.netnsPath} failed${full ? ' (map full)' : ''} and was rolled back: ${(e as Error).message}`,
+        e,
+      );
+    }
+    return { netnsCookie, cgroupId, config, tc, reclaimedIps };
+  }
+
+  /** Removes a pod and everything keyed to it. Unknown pods are fine (idempotent). */
+  unregisterPod(netnsCookie: bigint): boolean {
+    const n = native();
+    const key = encodeNetnsKey(netnsCookie);
+    const raw = n.mapLookup(this.fd('sy_pods'), key);
+    if (this.tcAttachments.has(netnsCookie)) this.detachTc(netnsCookie);
+    if (!raw) return false;
+    for (const ip of decodePodConfig(raw).ips) {
+      const ipKey = encodeAddr(ip);
+      const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
+      // Only our own claim: the IP may already belong to a newer pod.
+      if (owner && decodePodRef(owner) === netnsCookie) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
+    }
+    n.mapDelete(this.fd('sy_pods'), key);
+    this.sweepOrigDst(netnsCookie);
+    return true;
+  }
+
+  /** Drops connection entries that point at a pod that is gone. */
+  private sweepOrigDst(netnsCookie: bigint): number {
+    const n = native();
+    let removed = 0;
+    for (const k of n.mapKeys(this.fd('sy_origdst'))) {
+      const v = n.mapLookup(this.fd('sy_origdst'), k);
+      if (v && decodeOrigDst(v).podNetnsCookie === netnsCookie && n.mapDelete(this.fd('sy_origdst'), k)) removed++;
+    }
+    return removed;
+  }
+
+  attachTc(netnsCookie: bigint, netnsPath: string, ifname: string): { netnsPath: string; ifname: string; createdQdisc: boolean } {
+    const n = native();
+    const prog = (name: string) => path.join(this.pinRoot, 'progs', name);
+    const ingress = n.tcAttach(prog('sy_tc_ingress'), netnsPath, ifname, 'ingress', TC_PRIORITY, TC_HANDLE);
+    try {
+      n.tcAttach(prog('sy_tc_egress'), netnsPath, ifname, 'egress', TC_PRIORITY, TC_HANDLE);
+    } catch (e) {
+      n.tcDetach(netnsPath, ifname, 'ingress', TC_PRIORITY, TC_HANDLE);
+      if (ingress.createdQdisc) n.tcDestroyClsact(netnsPath, ifname);
+      throw e;
+    }
+    // Re-registration finds the qdisc we made last time: it is still ours to remove.
+    const createdQdisc = ingress.createdQdisc || (this.tcAttachments.get(netnsCookie)?.createdQdisc ?? false);
+    const record = { netnsPath, ifname, createdQdisc };
+    this.tcAttachments.set(netnsCookie, record);
+    return record;
+  }
+
+  /** Removes our tc filters; the clsact qdisc too, if we created it. */
+  detachTc(netnsCookie: bigint): void {
+    const rec = this.tcAttachments.get(netnsCookie);
+    if (!rec) return;
+    const n = native();
+    try {
+      n.tcDetach(rec.netnsPath, rec.ifname, 'ingress', TC_PRIORITY, TC_HANDLE);
+      n.tcDetach(rec.netnsPath, rec.ifname, 'egress', TC_PRIORITY, TC_HANDLE);
+      if (rec.createdQdisc) n.tcDestroyClsact(rec.netnsPath, rec.ifname);
+    } catch (e) {
+      // A netns that is already gone took its filters with it.
+      if (!(isNativeError(e) && e.code === 'ENOENT')) throw e;
+    }
+    this.tcAttachments.delete(netnsCookie);
+  }
+
+  pod(netnsCookie: bigint): PodConfig | null {
+    const raw = native().mapLookup(this.fd('sy_pods'), encodeNetnsKey(netnsCookie));
+    return raw ? decodePodConfig(raw) : null;
+  }
+
+  pods(): Map<bigint, PodConfig> {
+    const n = native();
+    const out = new Map<bigint, PodConfig>();
+    for (const k of n.mapKeys(this.fd('sy_pods'))) {
+      const v = n.mapLookup(this.fd('sy_pods'), k);
+      if (v) out.set(k.readBigUInt64LE(0), decodePodConfig(v));
+    }
+    return out;
+  }
+
+  /** Node-wide counters, summed over CPUs. */
+  counters(): Record<CounterName, bigint> {
+    const n = native();
+    const out = {} as Record<CounterName, bigint>;
+    COUNTERS.forEach((name, i) => {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(i);
+      const v = n.mapLookup(this.fd('sy_counters'), key);
+      out[name] = v ? sumPerCpu(v) : 0n;
+    });
+    return out;
+  }
+
+  /** Connections whose original destination the dataplane is holding. */
+  connections(): (Tuple & OrigDst)[] {
+    const n = native();
+    const out: (Tuple & OrigDst)[] = [];
+    for (const k of n.mapKeys(this.fd('sy_origdst'))) {
+      const v = n.mapLookup(this.fd('sy_origdst'), k);
+      if (v) out.push({ ...decodeTuple(k), ...decodeOrigDst(v) });
+    }
+    return out;
+  }
+
+  /** Entry counts, for fill metrics and leak checks. */
+  mapEntries(name: Exclude<MapName, 'sy_counters' | 'sy_sock_hash'>): number {
+    return native().mapKeys(this.fd(name)).length;
+  }
+}

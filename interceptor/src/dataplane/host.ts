@@ -1,0 +1,102 @@
+/**
+ * Facts about the node that the dataplane depends on: where cgroup2 is
+ * mounted, whether bpffs is, and which BPF features the kernel has. Each
+ * missing piece becomes one error that names it and says what to do.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Helper, ProgType, native } from '../../../native';
+
+export class HostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostError';
+  }
+}
+
+interface Mount {
+  mountPoint: string;
+  fsType: string;
+}
+
+export function parseMountinfo(text: string): Mount[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
+      const [left, right] = line.split(' - ');
+      const fields = left.split(' ');
+      const decode = (s: string) => s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+      return { mountPoint: decode(fields[4]), fsType: (right ?? '').split(' ')[0] };
+    });
+}
+
+/**
+ * The cgroup2 mount: /sys/fs/cgroup on a pure v2 host, /sys/fs/cgroup/unified
+ * on a hybrid one. Read from mountinfo, never guessed.
+ */
+export function findCgroup2Mount(mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8')): string {
+  const mounts = parseMountinfo(mountinfo).filter((m) => m.fsType === 'cgroup2');
+  if (mounts.length === 0) {
+    throw new HostError(
+      'no cgroup2 filesystem is mounted: Switchyard attaches its socket programs to cgroup v2. ' +
+        'Boot with systemd.unified_cgroup_hierarchy=1 or mount one: mount -t cgroup2 none /sys/fs/cgroup/unified',
+    );
+  }
+  return (mounts.find((m) => m.mountPoint === '/sys/fs/cgroup') ?? mounts[0]).mountPoint;
+}
+
+/** Depth of a cgroup below the cgroup2 root (root = 0), as bpf_get_current_ancestor_cgroup_id counts. */
+export function cgroupLevel(cgroupPath: string, mount = findCgroup2Mount()): number {
+  const rel = path.relative(mount, path.resolve(cgroupPath));
+  if (rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new HostError(`${cgroupPath} is not inside the cgroup2 mount ${mount}`);
+  }
+  return rel === '' ? 0 : rel.split(path.sep).length;
+}
+
+/** Mounts bpffs at /sys/fs/bpf when it is not there; the pin root may be any path below it. */
+export function ensureBpffs(pinRoot: string, mountPoint = '/sys/fs/bpf'): void {
+  const n = native();
+  if (n.isBpffs(mountPoint) || n.isBpffs(path.dirname(pinRoot))) return;
+  if (!pinRoot.startsWith(mountPoint + '/')) {
+    throw new HostError(`the pin root ${pinRoot} is not on a bpffs: mount one there or choose a path under ${mountPoint}`);
+  }
+  try {
+    fs.mkdirSync(mountPoint, { recursive: true });
+    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: 'pipe' });
+  } catch (e) {
+    throw new HostError(
+      `bpffs is not mounted at ${mountPoint} and mounting it failed (${(e as Error).message.trim()}): ` +
+        `run 'mount -t bpf bpf ${mountPoint}' as root, or give the agent CAP_SYS_ADMIN and a hostPath mount of ${mountPoint}`,
+    );
+  }
+}
+
+/** Everything the programs use, with the kernel that first offered it. */
+const REQUIRED: { type: ProgType; helper?: Helper; what: string; since: string }[] = [
+  { type: 'cgroup_sock_addr', what: 'the cgroup connect4/connect6 hooks', since: '4.17' },
+  { type: 'sock_ops', what: 'the cgroup sock_ops hook', since: '4.13' },
+  { type: 'sk_msg', what: 'sk_msg programs on a sockhash', since: '4.18' },
+  { type: 'cgroup_sockopt', what: 'the cgroup getsockopt hook', since: '5.3' },
+  { type: 'sched_cls', what: 'tc (cls_bpf) programs', since: '4.1' },
+  { type: 'cgroup_sock_addr', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in connect hooks', since: '5.7' },
+  { type: 'cgroup_sock_addr', helper: 'get_current_ancestor_cgroup_id', what: 'bpf_get_current_ancestor_cgroup_id in connect hooks', since: '5.7' },
+  { type: 'sock_ops', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in sock_ops', since: '5.15' },
+  { type: 'sk_msg', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in sk_msg', since: '5.15' },
+  { type: 'cgroup_sockopt', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in getsockopt', since: '5.8' },
+];
+
+/** Throws one HostError naming every missing kernel feature. */
+export function checkKernelFeatures(): void {
+  const n = native();
+  const missing = REQUIRED.filter((r) => !(r.helper ? n.probeHelper(r.type, r.helper) : n.probeProgType(r.type)));
+  if (missing.length) {
+    throw new HostError(
+      `this kernel lacks ${missing.map((m) => `${m.what} (Linux ${m.since}+)`).join(', ')}; ` +
+        'Switchyard needs Linux 5.15 or later with BPF and cgroup v2',
+    );
+  }
+}

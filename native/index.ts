@@ -1,0 +1,119 @@
+/**
+ * Typed entry point to build/native/switchyard.node. Everything that touches
+ * the kernel goes through here; callers never see raw N-API values.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type CgroupHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt';
+export type TcDirection = 'ingress' | 'egress';
+export type ProgType = 'cgroup_sock_addr' | 'sock_ops' | 'sk_msg' | 'cgroup_sockopt' | 'sched_cls';
+export type Helper =
+  | 'get_netns_cookie'
+  | 'get_socket_cookie'
+  | 'get_current_ancestor_cgroup_id'
+  | 'msg_redirect_hash'
+  | 'sock_hash_update';
+
+/** Errors thrown by the addon carry errno and its symbolic code. */
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
+}
+
+export interface LoadedObject {
+  programs: { name: string; section: string; pinPath: string }[];
+  maps: string[];
+}
+
+export interface MapInfo {
+  id: number;
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  perCpu: boolean;
+}
+
+export interface ProgInfo {
+  id: number;
+  name: string;
+  type: number;
+  runTimeNs: bigint;
+  runCount: bigint;
+}
+
+export interface BtfStruct {
+  kind: 'struct';
+  size: number;
+  members: { name: string; offset: number; size: number }[];
+}
+export interface BtfEnum {
+  kind: 'enum';
+  size: number;
+  values: Record<string, number>;
+}
+
+export interface Native {
+  loadObject(objPath: string, pinRoot: string, progPinDir: string, mapSizes: Record<string, number>): LoadedObject;
+  attachCgroup(progPin: string, cgroupPath: string, hook: CgroupHook, linkPin: string): void;
+  cgroupPrograms(cgroupPath: string, hook: CgroupHook): number[];
+  attachSkMsg(progPin: string, mapPin: string): void;
+  detachSkMsg(progPin: string, mapPin: string): void;
+  tcAttach(progPin: string, netnsPath: string, ifname: string, dir: TcDirection, priority: number, handle: number): {
+    createdQdisc: boolean;
+  };
+  tcDetach(netnsPath: string, ifname: string, dir: TcDirection, priority: number, handle: number): boolean;
+  tcQuery(netnsPath: string, ifname: string, dir: TcDirection, priority: number, handle: number): number | null;
+  tcDestroyClsact(netnsPath: string, ifname: string): boolean;
+  mapOpen(pinPath: string): number;
+  closeFd(fd: number): void;
+  mapInfo(fd: number): MapInfo;
+  mapLookup(fd: number, key: Buffer): Buffer | null;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags?: number): void;
+  mapDelete(fd: number, key: Buffer): boolean;
+  mapKeys(fd: number): Buffer[];
+  possibleCpus(): number;
+  progInfo(progPin: string): ProgInfo;
+  netnsCookie(netnsPath: string): bigint;
+  cgroupId(cgroupPath: string): bigint;
+  originalDst(fd: number, family: 4 | 6): { address: string; port: number } | null;
+  probeProgType(type: ProgType): boolean;
+  probeHelper(type: ProgType, helper: Helper): boolean;
+  isBpffs(path: string): boolean;
+  btfDescribe(objPath: string, typeName: string): BtfStruct | BtfEnum | null;
+}
+
+/** The checkout (or install) root: the directory holding build/. */
+export function projectRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'build', 'native')) || fs.existsSync(path.join(dir, 'Makefile'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the Switchyard root above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+export const ADDON_PATH = process.env.SWITCHYARD_ADDON ?? path.join(projectRoot(), 'build', 'native', 'switchyard.node');
+export const BPF_OBJECT_DIR = process.env.SWITCHYARD_BPF_DIR ?? path.join(projectRoot(), 'build', 'bpf');
+
+let cached: Native | undefined;
+
+/** Loads the addon on first use, with an error that says how to build it. */
+export function native(): Native {
+  if (!cached) {
+    if (!fs.existsSync(ADDON_PATH)) {
+      throw new Error(`the Switchyard native addon is missing at ${ADDON_PATH}: build it with 'make native'`);
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    cached = require(ADDON_PATH) as Native;
+  }
+  return cached;
+}
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as NativeError).errno === 'number';
+}

@@ -1,0 +1,286 @@
+/**
+ * A throw-away network of "nodes" and "pods" on the real kernel:
+ *
+ *   node   = a network namespace with a bridge (br0, <subnet>.1/24), forwarding on
+ *   pod    = a network namespace with eth0 (veth to its node's bridge, <subnet>.N/24)
+ *            plus a cgroup2 directory under the lab's own cgroup
+ *   link   = a veth between two nodes, with routes to each other's pod subnet
+ *
+ * Every name carries the lab's random id; cleanup() removes processes (by
+ * pid), namespaces, cgroups and BPF pins, and runs even after a failure.
+ * Nothing here touches the host's interfaces, routes or root cgroup.
+ */
+import { execFileSync } from 'child_process';
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Proc } from './proc';
+import { findCgroup2Mount } from '../../interceptor/src/dataplane/host';
+import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
+import { projectRoot } from '../../native';
+
+export const LAB_PREFIX = 'sylab';
+
+export interface NodeNs {
+  name: string;
+  netns: string;
+  subnet: string; // '10.77.0'
+  nextHost: number;
+}
+
+export interface Pod {
+  name: string;
+  netns: string;
+  netnsPath: string;
+  ip: string;
+  cgroup: string;
+  node: NodeNs;
+}
+
+export interface SpawnOptions {
+  /** run as this uid (and gid); default root */
+  uid?: number;
+  /** join this cgroup before exec; default the pod's cgroup */
+  cgroup?: string | null;
+  label?: string;
+}
+
+const DIST = path.join(projectRoot(), 'dist');
+
+/** Absolute path of a compiled script under dist/ (tests spawn compiled JS, not ts). */
+export function distScript(rel: string): string {
+  const hit = path.join(DIST, rel);
+  if (!fs.existsSync(hit)) throw new Error(`compiled script ${rel} not found under ${DIST}: run 'npx tsc' (the test command does)`);
+  return hit;
+}
+
+export function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${err.stderr?.trim() || err.message}`);
+  }
+}
+
+export class NetLab {
+  readonly id = randomBytes(3).toString('hex');
+  readonly cgroupMount = findCgroup2Mount();
+  readonly cgroupRoot: string;
+  readonly pinRoot: string;
+  readonly nodes: NodeNs[] = [];
+  readonly pods: Pod[] = [];
+  private readonly procs: Proc[] = [];
+  private readonly namespaces: string[] = [];
+  private readonly cgroups: string[] = [];
+  private links = 0;
+
+  constructor() {
+    this.cgroupRoot = path.join(this.cgroupMount, `${LAB_PREFIX}-${this.id}`);
+    this.pinRoot = `/sys/fs/bpf/${LAB_PREFIX}-${this.id}`;
+    this.mkCgroup(this.cgroupRoot);
+  }
+
+  private name(s: string): string {
+    return `${LAB_PREFIX}-${this.id}-${s}`;
+  }
+
+  private mkCgroup(dir: string): string {
+    fs.mkdirSync(dir);
+    this.cgroups.push(dir);
+    return dir;
+  }
+
+  private addNetns(name: string): string {
+    sh('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  addNode(name: string, subnet: string): NodeNs {
+    const netns = this.addNetns(this.name(name));
+    sh('ip', ['-n', netns, 'link', 'add', 'br0', 'type', 'bridge']);
+    sh('ip', ['-n', netns, 'addr', 'add', `${subnet}.1/24`, 'dev', 'br0']);
+    sh('ip', ['-n', netns, 'link', 'set', 'br0', 'up']);
+    sh('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    const node = { name, netns, subnet, nextHost: 10 };
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** A pod on a node: netns, eth0 on the node bridge, default route, and a cgroup. */
+  addPod(node: NodeNs, name: string): Pod {
+    const netns = this.addNetns(this.name(name));
+    const ip = `${node.subnet}.${node.nextHost++}`;
+    const hostSide = `v${name}`.slice(0, 15);
+    sh('ip', ['-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', hostSide, 'netns', node.netns]);
+    sh('ip', ['-n', node.netns, 'link', 'set', hostSide, 'master', 'br0', 'up']);
+    sh('ip', ['-n', netns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', netns, 'route', 'add', 'default', 'via', `${node.subnet}.1`]);
+    const cgroup = this.mkCgroup(path.join(this.cgroupRoot, name));
+    const pod = { name, netns, netnsPath: `/var/run/netns/${netns}`, ip, cgroup, node };
+    this.pods.push(pod);
+    return pod;
+  }
+
+  /** Joins two nodes with a veth and routes each node's pod subnet through it. */
+  linkNodes(a: NodeNs, b: NodeNs): void {
+    const n = ++this.links;
+    const [ia, ib] = [`link${n}a`, `link${n}b`];
+    const [aAddr, bAddr] = [`10.255.${n}.1`, `10.255.${n}.2`];
+    sh('ip', ['-n', a.netns, 'link', 'add', ia, 'type', 'veth', 'peer', 'name', ib, 'netns', b.netns]);
+    sh('ip', ['-n', a.netns, 'addr', 'add', `${aAddr}/30`, 'dev', ia]);
+    sh('ip', ['-n', b.netns, 'addr', 'add', `${bAddr}/30`, 'dev', ib]);
+    sh('ip', ['-n', a.netns, 'link', 'set', ia, 'up']);
+    sh('ip', ['-n', b.netns, 'link', 'set', ib, 'up']);
+    sh('ip', ['-n', a.netns, 'route', 'add', `${b.subnet}.0/24`, 'via', bAddr]);
+    sh('ip', ['-n', b.netns, 'route', 'add', `${a.subnet}.0/24`, 'via', aAddr]);
+  }
+
+  /** An extra cgroup under the lab root (e.g. for host processes inside the attach scope). */
+  addCgroup(name: string): string {
+    return this.mkCgroup(path.join(this.cgroupRoot, name));
+  }
+
+  /**
+   * Starts argv inside a pod's netns and cgroup. The shell joins the cgroup
+   * before exec, so the program's very first socket is already in scope.
+   */
+  spawn(where: Pod | { netns: string | null; cgroup: string | null }, argv: string[], opts: SpawnOptions = {}): Proc {
+    const cgroup = opts.cgroup === undefined ? where.cgroup : opts.cgroup;
+    const script = [
+      cgroup ? 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97' : ':',
+      'exec "$@"',
+    ].join('\n');
+    const inner = [
+      ...(where.netns ? ['ip', 'netns', 'exec', where.netns] : []),
+      ...(opts.uid !== undefined ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'] : []),
+      ...argv,
+    ];
+    const proc = Proc.start(opts.label ?? argv.join(' '), ['sh', '-c', script, 'sh', ...inner], {
+      ...process.env,
+      SY_CGROUP: cgroup ?? '',
+    });
+    this.procs.push(proc);
+    return proc;
+  }
+
+  /** Starts a compiled Node script from dist/ in a pod. */
+  node(where: Pod | { netns: string | null; cgroup: string | null }, script: string, args: string[], opts: SpawnOptions = {}): Proc {
+    return this.spawn(where, [process.execPath, distScript(script), ...args], { label: `${script} ${args.join(' ')}`, ...opts });
+  }
+
+  /** Runs a client to completion and returns its last JSON line. */
+  async run(where: Pod | { netns: string | null; cgroup: string | null }, script: string, args: string[], opts: SpawnOptions = {}) {
+    const p = this.node(where, script, args, opts);
+    const code = await p.wait();
+    const out = p.json().filter((o) => o.event === 'result').pop();
+    if (!out) throw new Error(`${p.label} exited ${code} without a result.\nstdout: ${p.lines.join('\n')}\nstderr: ${p.stderr}`);
+    return out;
+  }
+
+  /** Starts the reference sidecar in a pod as the sidecar uid and waits until it listens. */
+  async sidecar(pod: Pod, uid = 1337): Promise<Proc> {
+    const p = this.node(pod, 'sidecar/src/main.js', [], { uid, label: `sidecar(${pod.name})` });
+    await p.waitForJson((o) => o.event === 'ready');
+    return p;
+  }
+
+  async server(pod: Pod, ports: number[], mode: 'echo' | 'sink' = 'echo', uid = 1000): Promise<Proc> {
+    const args = [...ports.flatMap((p) => ['--port', String(p)]), '--mode', mode, '--name', pod.name];
+    const p = this.node(pod, 'test/fixtures/echo-server.js', args, { uid, label: `server(${pod.name})` });
+    await p.waitForJson((o) => o.event === 'ready');
+    return p;
+  }
+
+  /** Removes everything the lab made. Safe to call twice and after partial setup. */
+  async cleanup(): Promise<void> {
+    const errors: string[] = [];
+    await Promise.all(this.procs.map((p) => p.stop('SIGKILL')));
+    if (fs.existsSync(this.pinRoot)) {
+      try {
+        Dataplane.removePins(this.pinRoot);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    for (const ns of this.namespaces.splice(0).reverse()) {
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    for (const cg of this.cgroups.splice(0).reverse()) {
+      try {
+        fs.rmdirSync(cg);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') errors.push(`rmdir ${cg}: ${(e as Error).message}`);
+      }
+    }
+    if (errors.length) throw new Error(`lab ${this.id} cleanup incomplete:\n${errors.join('\n')}`);
+  }
+}
+
+/** Removes leftovers of labs from runs that crashed before their cleanup. */
+export function sweepStaleLabs(): string[] {
+  const removed: string[] = [];
+  let netns = '';
+  try {
+    netns = sh('ip', ['netns', 'list']);
+  } catch {
+    return removed;
+  }
+  for (const line of netns.split('\n')) {
+    const name = line.split(' ')[0];
+    if (name.startsWith(`${LAB_PREFIX}-`)) {
+      sh('ip', ['netns', 'del', name]);
+      removed.push(`netns ${name}`);
+    }
+  }
+  for (const dir of fs.existsSync('/sys/fs/bpf') ? fs.readdirSync('/sys/fs/bpf') : []) {
+    if (dir.startsWith(`${LAB_PREFIX}-`)) {
+      Dataplane.removePins(path.join('/sys/fs/bpf', dir));
+      removed.push(`pins ${dir}`);
+    }
+  }
+  let mount: string;
+  try {
+    mount = findCgroup2Mount();
+  } catch {
+    return removed;
+  }
+  for (const dir of fs.readdirSync(mount)) {
+    if (!dir.startsWith(`${LAB_PREFIX}-`)) continue;
+    const root = path.join(mount, dir);
+    for (const child of fs.readdirSync(root, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue;
+      const procs = fs.readFileSync(path.join(root, child.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+      for (const pid of procs) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    // Killed processes leave their cgroup as they are reaped; a busy cgroup is retried next run.
+    for (const child of fs.readdirSync(root, { withFileTypes: true })) {
+      if (!child.isDirectory()) continue;
+      try {
+        fs.rmdirSync(path.join(root, child.name));
+      } catch {
+        /* still busy */
+      }
+    }
+    try {
+      fs.rmdirSync(root);
+      removed.push(`cgroup ${root}`);
+    } catch {
+      /* still busy */
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,106 @@
+/**
+ * A child process whose stdout is read line by line. Tests wait on what a
+ * process says (a 'ready' line, an access-log line), never on the clock.
+ */
+import { ChildProcess, spawn } from 'child_process';
+
+export class Proc {
+  readonly lines: string[] = [];
+  stderr = '';
+  exitCode: number | null = null;
+  private readonly waiters: (() => void)[] = [];
+  private readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly label: string,
+    readonly child: ChildProcess,
+  ) {
+    let partial = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      partial += d;
+      const parts = partial.split('\n');
+      partial = parts.pop()!;
+      this.lines.push(...parts);
+      this.notify();
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code) => {
+        this.exitCode = code;
+        this.notify();
+        resolve(code);
+      }),
+    );
+  }
+
+  static start(label: string, argv: string[], env?: NodeJS.ProcessEnv): Proc {
+    return new Proc(label, spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: env ?? process.env }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** JSON objects printed so far (non-JSON lines are skipped). */
+  json(): Record<string, unknown>[] {
+    return this.lines.flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Resolves with the first line (from the start) that matches; rejects on exit or deadline. */
+  async waitForLine(match: (line: string) => boolean, timeoutMs = 15000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.lines.find(match);
+      if (hit !== undefined) return hit;
+      if (this.exitCode !== null) {
+        throw new Error(`${this.label} exited (${this.exitCode}) before printing the expected line.\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.label}: no matching line within ${timeoutMs} ms.\nstdout:\n${this.lines.join('\n')}\nstderr:\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  async waitForJson(match: (o: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>> {
+    const line = await this.waitForLine((l) => {
+      try {
+        return match(JSON.parse(l));
+      } catch {
+        return false;
+      }
+    }, timeoutMs);
+    return JSON.parse(line);
+  }
+
+  /** Waits for the process to exit and returns its code. */
+  wait(): Promise<number | null> {
+    return this.exited;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.exitCode === null) {
+      try {
+        process.kill(this.pid, signal);
+      } catch {
+        /* already gone */
+      }
+    }
+    await this.exited;
+  }
+}
