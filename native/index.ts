@@ -60,6 +60,7 @@ export interface Native {
   loadObject(objPath: string, pinRoot: string, progPinDir: string, mapSizes: Record<string, number>): LoadedObject;
   attachCgroup(progPin: string, cgroupPath: string, hook: CgroupHook, linkPin: string): void;
   cgroupPrograms(cgroupPath: string, hook: CgroupHook): number[];
+  detachLink(linkPin: string): void;
   attachSkMsg(progPin: string, mapPin: string): void;
   detachSkMsg(progPin: string, mapPin: string): void;
   tcAttach(progPin: string, netnsPath: string, ifname: string, dir: TcDirection, priority: number, handle: number): {
@@ -114,6 +115,7 @@ export function native(): Native {
   return cached;
 }
 
+/** Duck-typed: errors from the addon may come from another realm (vm contexts, jest). */
 export function isNativeError(e: unknown): e is NativeError {
-  return e instanceof Error && typeof (e as NativeError).errno === 'number';
+  return typeof e === 'object' && e !== null && typeof (e as NativeError).errno === 'number' && typeof (e as NativeError).code === 'string';
 }

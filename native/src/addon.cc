@@ -228,6 +228,19 @@ Napi::Value AttachCgroup(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// detachLink(linkPin): detach a pinned link now. Unpinning alone drops the
+// last reference, but the kernel releases links from a workqueue, so the
+// program may still run for a moment; BPF_LINK_DETACH is synchronous.
+Napi::Value DetachLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string pin = Str(info[0], "linkPin");
+  Fd link(ObjGet(env, pin, "link"));
+  if (bpf_link_detach(link.get()) < 0 && errno != ENOLINK)
+    ThrowErrno(env, errno, "bpf_link_detach", "cannot detach link " + pin,
+               errno == EINVAL ? "This kernel lacks BPF_LINK_DETACH (Linux 5.9+)" : "");
+  return env.Undefined();
+}
+
 // cgroupPrograms(cgroupPath, hook) -> ids of programs attached directly there.
 Napi::Value CgroupPrograms(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -645,7 +658,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     const char* name;
     Napi::Value (*fn)(const Napi::CallbackInfo&);
   } fns[] = {
-      {"loadObject", LoadObject},     {"attachCgroup", AttachCgroup}, {"cgroupPrograms", CgroupPrograms},
+      {"loadObject", LoadObject},     {"attachCgroup", AttachCgroup}, {"cgroupPrograms", CgroupPrograms}, {"detachLink", DetachLink},
       {"attachSkMsg", AttachSkMsg},   {"detachSkMsg", DetachSkMsg},   {"tcAttach", TcAttach},
       {"tcDetach", TcDetach},         {"tcQuery", TcQuery},           {"tcDestroyClsact", TcDestroyClsact},
       {"mapOpen", MapOpen},           {"closeFd", CloseFd},           {"mapInfo", MapInfo},

@@ -104,3 +104,12 @@ export class Proc {
     await this.exited;
   }
 }
+
+/** Polls kernel or process state until cond holds; fails with a description after the deadline. */
+export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

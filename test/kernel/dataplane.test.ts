@@ -15,7 +15,7 @@ import { CounterName, Origin } from '../../interceptor/src/dataplane/abi';
 import { accessMatching } from '../helpers/access-log';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, NodeNs, Pod, sh } from '../helpers/netlab';
-import { Proc } from '../helpers/proc';
+import { Proc, waitUntil } from '../helpers/proc';
 
 const CLIENT = 'test/fixtures/client.js';
 const APP_UID = 1000;
@@ -228,11 +228,3 @@ describeKernel('dataplane on the real kernel', () => {
     expect(r).toMatchObject({ intact: true, peer: `${plain.ip}:8080` });
   });
 });
-
-async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5)); // polling kernel state, not waiting for time to pass
-  }
-}

@@ -32,7 +32,7 @@ import {
 } from './abi';
 import { encodeAddr } from './addr';
 import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
-import { HostError, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount } from './host';
+import { FeatureProbe, HostError, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount } from './host';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/switchyard';
 
@@ -66,6 +66,8 @@ export interface DataplaneOptions {
   mapSizes?: Partial<MapSizes>;
   /** Attaching at the cgroup2 root intercepts the whole machine; it must be asked for. */
   allowRootCgroup?: boolean;
+  /** How kernel features are detected; the default asks the kernel. */
+  probe?: FeatureProbe;
 }
 
 export interface PodSpec {
@@ -128,7 +130,7 @@ export class Dataplane {
       const file = path.join(objectDir, `${obj}.bpf.o`);
       if (!exists(file)) throw new DataplaneError(`BPF object ${file} is missing: build it with 'make bpf'`);
     }
-    checkKernelFeatures();
+    checkKernelFeatures(opts.probe);
     ensureBpffs(pinRoot);
     if (exists(pinRoot) && fs.readdirSync(pinRoot).length > 0) {
       throw new DataplaneError(
@@ -199,8 +201,13 @@ export class Dataplane {
   static removePins(pinRoot = DEFAULT_PIN_ROOT): void {
     const n = native();
     const linkDir = path.join(pinRoot, 'links');
-    // Unpinning a link is what detaches it: nothing else holds it.
-    if (exists(linkDir)) for (const l of fs.readdirSync(linkDir)) fs.unlinkSync(path.join(linkDir, l));
+    // Detach first (synchronous), then unpin: unpinning alone releases the link later, from a workqueue.
+    if (exists(linkDir)) {
+      for (const l of fs.readdirSync(linkDir)) {
+        n.detachLink(path.join(linkDir, l));
+        fs.unlinkSync(path.join(linkDir, l));
+      }
+    }
     for (const p of PROGRAMS) {
       if (!('skMsgMap' in p)) continue;
       const progPin = path.join(pinRoot, 'progs', p.name);

@@ -57,22 +57,31 @@ export function cgroupLevel(cgroupPath: string, mount = findCgroup2Mount()): num
   return rel === '' ? 0 : rel.split(path.sep).length;
 }
 
-/** Mounts bpffs at /sys/fs/bpf when it is not there; the pin root may be any path below it. */
+/**
+ * Makes sure the pin root's parent is a bpffs, mounting one at /sys/fs/bpf
+ * when the pin root lives there and nothing is mounted yet.
+ */
 export function ensureBpffs(pinRoot: string, mountPoint = '/sys/fs/bpf'): void {
   const n = native();
-  if (n.isBpffs(mountPoint) || n.isBpffs(path.dirname(pinRoot))) return;
-  if (!pinRoot.startsWith(mountPoint + '/')) {
-    throw new HostError(`the pin root ${pinRoot} is not on a bpffs: mount one there or choose a path under ${mountPoint}`);
-  }
-  try {
-    fs.mkdirSync(mountPoint, { recursive: true });
-    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: 'pipe' });
-  } catch (e) {
+  const parent = path.dirname(path.resolve(pinRoot));
+  if (fs.existsSync(parent) && n.isBpffs(parent)) return;
+  if (!path.resolve(pinRoot).startsWith(mountPoint + '/')) {
     throw new HostError(
-      `bpffs is not mounted at ${mountPoint} and mounting it failed (${(e as Error).message.trim()}): ` +
-        `run 'mount -t bpf bpf ${mountPoint}' as root, or give the agent CAP_SYS_ADMIN and a hostPath mount of ${mountPoint}`,
+      `the pin root ${pinRoot} is not on a bpffs: choose a path under ${mountPoint}, or mount one with 'mount -t bpf bpf ${parent}'`,
     );
   }
+  if (!n.isBpffs(mountPoint)) {
+    try {
+      fs.mkdirSync(mountPoint, { recursive: true });
+      execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: 'pipe' });
+    } catch (e) {
+      throw new HostError(
+        `bpffs is not mounted at ${mountPoint} and mounting it failed (${(e as Error).message.trim()}): ` +
+          `run 'mount -t bpf bpf ${mountPoint}' as root, or give the agent CAP_SYS_ADMIN and a hostPath mount of ${mountPoint}`,
+      );
+    }
+  }
+  fs.mkdirSync(parent, { recursive: true });
 }
 
 /** Everything the programs use, with the kernel that first offered it. */
@@ -89,10 +98,15 @@ const REQUIRED: { type: ProgType; helper?: Helper; what: string; since: string }
   { type: 'cgroup_sockopt', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in getsockopt', since: '5.8' },
 ];
 
+/** Answers whether the kernel has a program type, or a helper within one. */
+export type FeatureProbe = (type: ProgType, helper?: Helper) => boolean;
+
+export const kernelProbe: FeatureProbe = (type, helper) =>
+  helper ? native().probeHelper(type, helper) : native().probeProgType(type);
+
 /** Throws one HostError naming every missing kernel feature. */
-export function checkKernelFeatures(): void {
-  const n = native();
-  const missing = REQUIRED.filter((r) => !(r.helper ? n.probeHelper(r.type, r.helper) : n.probeProgType(r.type)));
+export function checkKernelFeatures(probe: FeatureProbe = kernelProbe): void {
+  const missing = REQUIRED.filter((r) => !probe(r.type, r.helper));
   if (missing.length) {
     throw new HostError(
       `this kernel lacks ${missing.map((m) => `${m.what} (Linux ${m.since}+)`).join(', ')}; ` +

@@ -1,0 +1,58 @@
+/**
+ * The TypeScript codecs and the C structs are two views of one ABI. This test
+ * reads the layout clang compiled into every BPF object (BTF) and holds the
+ * TypeScript offsets, sizes and counter names to it.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
+import { COUNTERS, LAYOUTS, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
+import { parseCidr } from '../interceptor/src/dataplane/addr';
+import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
+
+const objects = [...new Set(PROGRAMS.map((p) => path.join(BPF_OBJECT_DIR, `${p.object}.bpf.o`)))];
+
+describe('ABI shared by BPF and TypeScript', () => {
+  test('every BPF object is built', () => {
+    for (const o of objects) expect(fs.existsSync(o)).toBe(true);
+  });
+
+  test.each(LAYOUTS.map((l) => [l.name, l] as const))('struct %s matches its BTF in every object that has it', (name, layout) => {
+    let seen = 0;
+    for (const obj of objects) {
+      const btf = native().btfDescribe(obj, name) as BtfStruct | null;
+      if (!btf) continue;
+      seen++;
+      expect(btf.size).toBe(layout.size);
+      const fromC = Object.fromEntries(btf.members.map((m) => [m.name, [m.offset, m.size]]));
+      expect(fromC).toEqual(Object.fromEntries(Object.entries(layout.fields).map(([k, v]) => [k, [...v]])));
+    }
+    expect(seen).toBeGreaterThan(0);
+  });
+
+  test('counter names and indexes match enum sy_counter', () => {
+    const btf = native().btfDescribe(objects[0], 'sy_counter') as BtfEnum;
+    expect(btf.kind).toBe('enum');
+    const expected = Object.fromEntries(COUNTERS.map((c, i) => [c, i]));
+    expect(btf.values).toEqual({ ...expected, SY_C_MAX: COUNTERS.length });
+  });
+
+  test('pod config round-trips through the codec', () => {
+    const config = {
+      ips: ['10.1.2.3', 'fd00::7'],
+      cgroupId: 123456789n,
+      cgroupLevel: 4,
+      sidecarUid: 1337,
+      outboundPort: 15001,
+      inboundPort: 15003,
+      excludeOutboundPorts: [22, 443],
+      excludeInboundPorts: [15021],
+      excludeOutboundCidrs: [parseCidr('169.254.0.0/16'), parseCidr('fd00:1::/32')],
+    };
+    const decoded = decodePodConfig(encodePodConfig(config));
+    expect({ ...decoded, excludeOutboundCidrs: decoded.excludeOutboundCidrs.map((c) => c.text) }).toEqual({
+      ...config,
+      excludeOutboundCidrs: ['169.254.0.0/16', 'fd00:1::/32'],
+    });
+  });
+});
