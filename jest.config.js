@@ -2,7 +2,9 @@
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',
-  roots: ['<rootDir>/test', '<rootDir>/interceptor', '<rootDir>/webhook', '<rootDir>/sidecar'],
+  roots: ['<rootDir>'],
+  modulePathIgnorePatterns: ['<rootDir>/dist/', '<rootDir>/build/'],
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/dist/'],
   testMatch: ['**/*.test.ts'],
   testTimeout: 120000,
   globalSetup: '<rootDir>/test/global-setup.ts',

@@ -6,12 +6,17 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 results=build/test-results.json
+rm -f "$results"
 status=0
 npx jest --runInBand --ci --json --outputFile="$results" "$@" || status=$?
 
 # One plain summary line that any CI can read.
-node -e '
-  const r = require(process.argv[1]);
-  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
-' "$PWD/$results" || true
+if [ -f "$results" ]; then
+  node -e '
+    const r = require(process.argv[1]);
+    console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
+  ' "$PWD/$results"
+else
+  echo "tests: jest wrote no results (configuration error above)"
+fi
 exit $status
