@@ -1,9 +1,11 @@
 /**
  * A throw-away network of "nodes" and "pods" on the real kernel:
  *
- *   node   = a network namespace with a bridge (br0, <subnet>.1/24), forwarding on
- *   pod    = a network namespace with eth0 (veth to its node's bridge, <subnet>.N/24)
- *            plus a cgroup2 directory under the lab's own cgroup
+ *   node   = a network namespace with a bridge (br0, <subnet>.1/24 and
+ *            <subnet6>::1/64), forwarding on
+ *   pod    = a network namespace with eth0 (veth to its node's bridge,
+ *            <subnet>.N/24 and <subnet6>::N/64) plus a cgroup2 directory
+ *            under the lab's own cgroup
  *   link   = a veth between two nodes, with routes to each other's pod subnet
  *
  * Every name carries the lab's random id; cleanup() removes processes (by
@@ -25,6 +27,7 @@ export interface NodeNs {
   name: string;
   netns: string;
   subnet: string; // '10.77.0'
+  subnet6: string; // 'fd00:0:0:1' (a /64)
   nextHost: number;
 }
 
@@ -33,6 +36,7 @@ export interface Pod {
   netns: string;
   netnsPath: string;
   ip: string;
+  ip6: string;
   cgroup: string;
   node: NodeNs;
 }
@@ -103,8 +107,10 @@ export class NetLab {
     sh('ip', ['-n', netns, 'link', 'add', 'br0', 'type', 'bridge']);
     sh('ip', ['-n', netns, 'addr', 'add', `${subnet}.1/24`, 'dev', 'br0']);
     sh('ip', ['-n', netns, 'link', 'set', 'br0', 'up']);
-    sh('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    const node = { name, netns, subnet, nextHost: 10 };
+    const subnet6 = `fd00:0:0:${this.nodes.length + 1}`;
+    sh('ip', ['-n', netns, 'addr', 'add', `${subnet6}::1/64`, 'dev', 'br0', 'nodad']);
+    sh('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    const node = { name, netns, subnet, subnet6, nextHost: 10 };
     this.nodes.push(node);
     return node;
   }
@@ -112,15 +118,19 @@ export class NetLab {
   /** A pod on a node: netns, eth0 on the node bridge, default route, and a cgroup. */
   addPod(node: NodeNs, name: string): Pod {
     const netns = this.addNetns(this.name(name));
-    const ip = `${node.subnet}.${node.nextHost++}`;
+    const host = node.nextHost++;
+    const ip = `${node.subnet}.${host}`;
+    const ip6 = `${node.subnet6}::${host.toString(16)}`;
     const hostSide = `v${name}`.slice(0, 15);
     sh('ip', ['-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', hostSide, 'netns', node.netns]);
     sh('ip', ['-n', node.netns, 'link', 'set', hostSide, 'master', 'br0', 'up']);
     sh('ip', ['-n', netns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
     sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', netns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
     sh('ip', ['-n', netns, 'route', 'add', 'default', 'via', `${node.subnet}.1`]);
+    sh('ip', ['-n', netns, '-6', 'route', 'add', 'default', 'via', `${node.subnet6}::1`]);
     const cgroup = this.mkCgroup(path.join(this.cgroupRoot, name));
-    const pod = { name, netns, netnsPath: `/var/run/netns/${netns}`, ip, cgroup, node };
+    const pod = { name, netns, netnsPath: `/var/run/netns/${netns}`, ip, ip6, cgroup, node };
     this.pods.push(pod);
     return pod;
   }
@@ -137,6 +147,11 @@ export class NetLab {
     sh('ip', ['-n', b.netns, 'link', 'set', ib, 'up']);
     sh('ip', ['-n', a.netns, 'route', 'add', `${b.subnet}.0/24`, 'via', bAddr]);
     sh('ip', ['-n', b.netns, 'route', 'add', `${a.subnet}.0/24`, 'via', aAddr]);
+    const [a6, b6] = [`fd00:ff:0:${n}::1`, `fd00:ff:0:${n}::2`];
+    sh('ip', ['-n', a.netns, 'addr', 'add', `${a6}/64`, 'dev', ia, 'nodad']);
+    sh('ip', ['-n', b.netns, 'addr', 'add', `${b6}/64`, 'dev', ib, 'nodad']);
+    sh('ip', ['-n', a.netns, '-6', 'route', 'add', `${b.subnet6}::/64`, 'via', b6]);
+    sh('ip', ['-n', b.netns, '-6', 'route', 'add', `${a.subnet6}::/64`, 'via', a6]);
   }
 
   /** An extra cgroup under the lab root (e.g. for host processes inside the attach scope). */

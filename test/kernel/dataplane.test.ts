@@ -31,7 +31,7 @@ describeKernel('dataplane on the real kernel', () => {
     dp.registerPod({
       netnsPath: pod.netnsPath,
       cgroupPath: pod.cgroup,
-      ips: [pod.ip],
+      ips: [pod.ip, pod.ip6],
       interception: { ...DEFAULT_INTERCEPTION, ...interception },
       ifname: 'eth0',
     });
@@ -212,6 +212,26 @@ describeKernel('dataplane on the real kernel', () => {
     expect(b.json().pop()).toMatchObject({ intact: true });
     await clientSidecar.waitForLine(accessMatching((x) => x.src === '127.0.0.1:40000' && x.dst === `${plain.ip}:8080`));
     await serverSidecar.waitForLine(accessMatching((x) => x.src === '127.0.0.1:40000' && x.dst === `${remote.ip}:8080`));
+  });
+
+  test('IPv6 and v4-mapped connects are redirected through connect6, and tc handles IPv6 inbound', async () => {
+    const [v6, d1] = await counting(() => run(client, ['--host', plain.ip6, '--port', '8080', '--bytes', '6006']));
+    expect(v6).toMatchObject({ intact: true, peer: '::1:15001' });
+    await clientSidecar.waitForLine(accessMatching((a) => a.direction === 'outbound' && a.dst === `[${plain.ip6}]:8080` && a.sent === 6006));
+    expect(d1('SY_C_CONNECT_REDIRECTED_OUTBOUND')).toBe(1n);
+
+    // An AF_INET6 socket to ::ffff:a.b.c.d stays v4-mapped: sidecar at ::ffff:127.0.0.1, origdst over SOL_IP.
+    const mapped = await run(client, ['--host', `::ffff:${plain.ip}`, '--port', '8080', '--bytes', '6007']);
+    expect(mapped).toMatchObject({ intact: true, peer: '127.0.0.1:15001' });
+    await clientSidecar.waitForLine(accessMatching((a) => a.dst === `${plain.ip}:8080` && a.sent === 6007));
+
+    const bytes = 3 * 1024 * 1024;
+    const [fromRemote, d2] = await counting(() =>
+      run(remote, ['--host', server.ip6, '--port', '8082', '--mode', 'sink', '--bytes', String(bytes)]),
+    );
+    expect(fromRemote).toMatchObject({ intact: true, peer: `${server.ip6}:8082` });
+    await serverSidecar.waitForLine(accessMatching((a) => a.direction === 'inbound' && a.dst === `[${server.ip6}]:8082` && a.sent === bytes));
+    expect(d2('SY_C_TC_INBOUND_NEW')).toBe(1n);
   });
 
   test('9. unload leaves no pins, cgroup attachments or qdiscs, and traffic flows directly again', async () => {
