@@ -52,7 +52,7 @@ export async function generateCertificates(r: CertificateRequest): Promise<Certi
       { name: 'extKeyUsage', serverAuth: true },
       {
         name: 'subjectAltName',
-        altNames: [...dnsNames.map((value) => ({ type: 2, value })), ...(r.ipAddresses ?? []).map((ip) => ({ type: 7, ip }))],
+        altNames: [...dnsNames.map((value) => ({ type: 2 as const, value })), ...(r.ipAddresses ?? []).map((ip) => ({ type: 7 as const, ip }))],
       },
     ],
   });
