@@ -72,7 +72,7 @@ export interface InjectionStatus {
   /** annotation key -> its value before injection (null: it was absent) */
   annotations: Record<string, string | null>;
   /** maps that did not exist before injection and are removed whole by uninject */
-  created?: ('labels' | 'annotations')[];
+  created?: ('metadata' | 'labels' | 'annotations')[];
 }
 
 export interface InjectResult {
@@ -187,7 +187,7 @@ export function injectPod(pod: PodLike, ns: NamespaceContext, config: InjectorCo
     labels: previous(pod.metadata?.labels, Object.keys(labels)),
     annotations: previous(pod.metadata?.annotations, Object.keys(annotations)),
   };
-  const created = (['labels', 'annotations'] as const).filter((m) => !pod.metadata?.[m]);
+  const created = pod.metadata ? (['labels', 'annotations'] as const).filter((m) => !pod.metadata?.[m]) : (['metadata'] as const);
   if (created.length) status.created = [...created];
   annotations[STATUS_ANNOTATION] = JSON.stringify(status);
 
@@ -215,6 +215,18 @@ export function uninjectPod(pod: PodLike): Operation[] {
   if (index >= 0) {
     const only = pod.spec![status.list]!.length === 1;
     ops.push({ op: 'remove', path: only ? pointer('spec', status.list) : pointer('spec', status.list, index) });
+  }
+  const ourKeys = (before: Record<string, string | null>) => new Set([...Object.keys(before), STATUS_ANNOTATION]);
+  const onlyOurs = (map: 'labels' | 'annotations', before: Record<string, string | null>) =>
+    Object.keys(pod.metadata?.[map] ?? {}).every((k) => ourKeys(before).has(k));
+  if (
+    status.created?.includes('metadata') &&
+    Object.keys(pod.metadata ?? {}).every((k) => k === 'labels' || k === 'annotations') &&
+    onlyOurs('labels', status.labels) &&
+    onlyOurs('annotations', status.annotations)
+  ) {
+    ops.push({ op: 'remove', path: pointer('metadata') });
+    return ops;
   }
   const restore = (map: 'labels' | 'annotations', before: Record<string, string | null>) => {
     const ours = new Set([...Object.keys(before), STATUS_ANNOTATION]);
