@@ -11,6 +11,8 @@ export interface CertificateRequest {
   extraDnsNames?: string[];
   ipAddresses?: string[];
   days?: number;
+  /** Sign with this CA instead of making a new one (leaf rotation keeps the caBundle valid). */
+  ca?: { cert: string; key: string };
 }
 
 export interface CertificateBundle {
@@ -29,7 +31,7 @@ export async function generateCertificates(r: CertificateRequest): Promise<Certi
   const days = r.days ?? 365;
   const notBeforeDate = new Date(Date.now() - 60_000);
   const notAfterDate = new Date(notBeforeDate.getTime() + days * 86_400_000);
-  const ca = await selfsigned.generate([{ name: 'commonName', value: 'switchyard-webhook-ca' }], {
+  const ca = r.ca ? { cert: r.ca.cert, private: r.ca.key } : await selfsigned.generate([{ name: 'commonName', value: 'switchyard-webhook-ca' }], {
     keySize: 2048,
     algorithm: 'sha256',
     notBeforeDate,

@@ -4,8 +4,12 @@
  *
  *   switchyard-sidecar [--outbound-port 15001] [--inbound-port 15003] [--admin-port 15021]
  *
+ *   switchyard-sidecar wait-ready [--admin-port 15021] [--timeout-s 60]
+ *
+ * The second form is the classic-mode postStart hook: it returns once the
+ * proxy answers /healthz/ready, so the kubelet starts the app only then.
  * Environment variables SWITCHYARD_OUTBOUND_PORT / _INBOUND_PORT / _ADMIN_PORT
- * do the same. Access log lines go to stdout; one JSON 'ready' line is printed
+ * do the same as the flags. Access log lines go to stdout; one JSON 'ready' line is printed
  * once every listener is up (and /healthz/ready answers 200).
  */
 import * as http from 'http';
@@ -61,7 +65,28 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
-main().catch((e: Error) => {
+async function waitReady(): Promise<void> {
+  const port = option('admin-port', 'SWITCHYARD_ADMIN_PORT', 15021);
+  const deadline = Date.now() + option('timeout-s', 'SWITCHYARD_WAIT_TIMEOUT_S', 60) * 1000;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/healthz/ready', timeout: 1000 }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        })
+        .on('error', () => resolve(false))
+        .on('timeout', function (this: http.ClientRequest) {
+          this.destroy();
+        }),
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`the proxy did not become ready on :${port}/healthz/ready in time`);
+    await new Promise((r) => setTimeout(r, 100)); // poll interval of a readiness probe
+  }
+}
+
+(process.argv[2] === 'wait-ready' ? waitReady() : main()).catch((e: Error) => {
   process.stderr.write(`switchyard-sidecar: ${e.message}\n`);
   process.exit(1);
 });
