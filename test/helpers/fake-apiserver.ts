@@ -1,0 +1,92 @@
+/**
+ * A minimal in-process Kubernetes API server for one resource collection,
+ * speaking the real list/watch wire protocol: a list with
+ * metadata.resourceVersion, then ?watch=true streaming newline-delimited
+ * watch events (ADDED, MODIFIED, DELETED, BOOKMARK), and 410 Gone for a
+ * resourceVersion that is too old. Used only where no real apiserver runs.
+ */
+import * as http from 'http';
+import { AddressInfo } from 'net';
+
+type Obj = { metadata: { name: string; resourceVersion?: string; [k: string]: unknown }; [k: string]: unknown };
+
+export class FakeApiServer {
+  private readonly objects = new Map<string, Obj>();
+  private readonly watchers = new Set<http.ServerResponse>();
+  private rv = 100;
+  /** resourceVersions older than this get 410 Gone on watch. */
+  oldestWatchable = 0;
+  private readonly server: http.Server;
+  readonly requests: string[] = [];
+
+  constructor(
+    private readonly path: string, // e.g. /api/v1/namespaces
+    private readonly listKind: string, // e.g. NamespaceList
+  ) {
+    this.server = http.createServer((req, res) => this.handle(req, res));
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.watchers) w.end();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private emit(type: string, object: unknown): void {
+    const line = JSON.stringify({ type, object }) + '\n';
+    for (const w of this.watchers) w.write(line);
+  }
+
+  upsert(obj: Obj): void {
+    const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } };
+    const type = this.objects.has(obj.metadata.name) ? 'MODIFIED' : 'ADDED';
+    this.objects.set(obj.metadata.name, stored);
+    this.emit(type, stored);
+  }
+
+  remove(name: string): void {
+    const obj = this.objects.get(name);
+    if (!obj) return;
+    this.objects.delete(name);
+    this.emit('DELETED', { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } });
+  }
+
+  bookmark(): void {
+    this.emit('BOOKMARK', { kind: 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } });
+  }
+
+  /** Ends every open watch, as an apiserver does on timeout. */
+  dropWatches(): void {
+    for (const w of this.watchers) w.end();
+    this.watchers.clear();
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    if (url.pathname !== this.path) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
+      return;
+    }
+    if (url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1') {
+      const from = Number(url.searchParams.get('resourceVersion') ?? 0);
+      if (from < this.oldestWatchable) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: `too old resource version: ${from}` } }) + '\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+      res.flushHeaders();
+      this.watchers.add(res);
+      req.on('close', () => this.watchers.delete(res));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.objects.values()] }));
+  }
+}
