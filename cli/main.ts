@@ -31,7 +31,8 @@ function flags(args: string[], name: string): string[] {
 }
 
 function readInput(args: string[]): string {
-  const f = flag(args, 'f') ?? flag(args, 'filename');
+  const i = args.findIndex((a) => a === '-f' || a === '--filename');
+  const f = i >= 0 ? args[i + 1] : undefined;
   if (!f) throw new UsageError('give the manifests with -f FILE (or -f - for stdin)');
   return fs.readFileSync(f === '-' ? 0 : f, 'utf8');
 }

@@ -1,0 +1,64 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { parseAllDocuments } from 'yaml';
+import { run } from './main';
+
+const golden = path.join(__dirname, '..', 'test', 'webhook', 'golden');
+
+async function cli(args: string[]) {
+  let out = '';
+  let err = '';
+  const code = await run(args, (s) => (out += s), (s) => (err += s));
+  return { code, out, err };
+}
+
+describe('switchyard CLI', () => {
+  let dir: string;
+  beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sycli-'))));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('inject -f writes YAML and reports one line per object', async () => {
+    const r = await cli(['inject', '-f', path.join(golden, 'deployment.yaml')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(fs.readFileSync(path.join(golden, 'deployment.golden.yaml'), 'utf8'));
+    expect(r.err.trim().split('\n')).toEqual([
+      'deployment/api: injected (namespace-enabled: the namespace has switchyard.dev/injection=enabled)',
+      'service/api: passed through (no pod template)',
+      'cronjob/report: injected (namespace-enabled: the namespace has switchyard.dev/injection=enabled)',
+    ]);
+  });
+
+  test('uninject reverses inject', async () => {
+    const injected = path.join(dir, 'in.yaml');
+    fs.writeFileSync(injected, (await cli(['inject', '-f', path.join(golden, 'multi-container.yaml')])).out);
+    const r = await cli(['uninject', '--filename', injected]);
+    const original = parseAllDocuments(fs.readFileSync(path.join(golden, 'multi-container.yaml'), 'utf8')).map((d) => d.toJS());
+    expect(parseAllDocuments(r.out).map((d) => d.toJS())).toEqual(original);
+  });
+
+  test('a refused object makes the command fail and says why', async () => {
+    const bad = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(bad, 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    switchyard.dev/inject: "yes"\nspec:\n  containers: [{name: a, image: a}]\n');
+    const r = await cli(['inject', '-f', bad]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('pod/p: REFUSED (invalid-annotation');
+  });
+
+  test('usage errors and bad YAML are one clear message each', async () => {
+    expect(await cli(['inject'])).toMatchObject({ code: 2, err: expect.stringContaining('give the manifests with -f FILE') });
+    expect(await cli(['frobnicate'])).toMatchObject({ code: 2, err: expect.stringContaining("unknown command 'frobnicate'") });
+    const broken = path.join(dir, 'broken.yaml');
+    fs.writeFileSync(broken, 'kind: Pod\n  bad: [indent\n');
+    expect(await cli(['inject', '-f', broken])).toMatchObject({ code: 1, err: expect.stringContaining('invalid YAML') });
+  });
+
+  test('certs writes the bundle and a webhook configuration pointing at the URL', async () => {
+    const out = path.join(dir, 'certs');
+    const r = await cli(['certs', '--out', out, '--ip', '127.0.0.1', '--url', 'https://127.0.0.1:8443/mutate']);
+    expect(r.code).toBe(0);
+    for (const f of ['ca.crt', 'tls.crt', 'tls.key', 'secret.yaml', 'mutatingwebhookconfiguration.yaml']) expect(fs.existsSync(path.join(out, f))).toBe(true);
+    const mwc = parseAllDocuments(fs.readFileSync(path.join(out, 'mutatingwebhookconfiguration.yaml'), 'utf8'))[0].toJS();
+    expect(mwc.webhooks[0].clientConfig.url).toBe('https://127.0.0.1:8443/mutate');
+  });
+});
