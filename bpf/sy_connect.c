@@ -71,6 +71,7 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 
 		if (!peer_ref || peer_ref->netns_cookie == netns) {
 			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			sy_pod_count(netns, sidecar_passed);
 			return SY_ALLOW;
 		}
 		__u64 peer_netns = peer_ref->netns_cookie;
@@ -78,21 +79,25 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 
 		if (!peer || sy_inbound_excluded(peer, port)) {
 			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			sy_pod_count(netns, sidecar_passed);
 			return SY_ALLOW;
 		}
 		if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_INBOUND, peer_netns)) {
 			sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+			sy_pod_count(netns, dropped);
 			return SY_REFUSE;
 		}
 		target->addr = *dst;
 		target->port = peer->inbound_port;
 		target->rewrite_to_loopback = 0;
 		sy_count(SY_C_CONNECT_REDIRECTED_INBOUND);
+		sy_pod_count(peer_netns, redirected_inbound);
 		return SY_ALLOW;
 	}
 
 	if (sy_outbound_excluded(pod, dst, port)) {
 		sy_count(SY_C_CONNECT_EXCLUDED);
+		sy_pod_count(netns, excluded);
 		return SY_ALLOW;
 	}
 	/*
@@ -101,11 +106,13 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 	 */
 	if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_OUTBOUND, netns)) {
 		sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+		sy_pod_count(netns, dropped);
 		return SY_REFUSE;
 	}
 	target->port = pod->outbound_port;
 	target->rewrite_to_loopback = 1;
 	sy_count(SY_C_CONNECT_REDIRECTED_OUTBOUND);
+	sy_pod_count(netns, redirected_outbound);
 	return SY_ALLOW;
 }
 

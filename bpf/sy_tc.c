@@ -135,6 +135,7 @@ int sy_tc_ingress(struct __sk_buff *skb)
 
 		if (existing && existing->origin != SY_ORIGIN_TC_INBOUND) {
 			sy_count(SY_C_TC_DROPPED_COLLISION);
+			sy_pod_count(netns, dropped);
 			return TC_ACT_SHOT;
 		}
 		struct sy_origdst od = {
@@ -146,9 +147,11 @@ int sy_tc_ingress(struct __sk_buff *skb)
 		/* Fail closed: an inbound flow we cannot track must not bypass the sidecar. */
 		if (bpf_map_update_elem(&sy_origdst, &t, &od, BPF_ANY)) {
 			sy_count(SY_C_TC_DROPPED_MAP_FULL);
+			sy_pod_count(netns, dropped);
 			return TC_ACT_SHOT;
 		}
 		sy_count(SY_C_TC_INBOUND_NEW);
+		sy_pod_count(netns, tc_inbound_new);
 	} else {
 		struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst, &t);
 

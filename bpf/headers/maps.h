@@ -76,6 +76,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_counters SEC(".maps");
 
+/* Per-pod counters; the agent creates the entry when it registers the pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u64);
+	__type(value, struct sy_pod_counters);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_pod_counters SEC(".maps");
+
+#define sy_pod_count(netns_cookie, field)                                                  \
+	do {                                                                               \
+		__u64 __k = (netns_cookie);                                                \
+		struct sy_pod_counters *__c = bpf_map_lookup_elem(&sy_pod_counters, &__k); \
+		if (__c)                                                                   \
+			__c->field += 1;                                                   \
+	} while (0)
+
 static __always_inline void sy_count(enum sy_counter c)
 {
 	__u32 key = c;

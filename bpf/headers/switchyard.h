@@ -100,6 +100,16 @@ struct sy_sock_key {
 	__u32 _pad;
 };
 
+/* Value of sy_pod_counters (per CPU), keyed by netns cookie; created by the agent at registration. */
+struct sy_pod_counters {
+	__u64 redirected_outbound; /* this pod's app connects sent to its sidecar */
+	__u64 redirected_inbound;  /* same-node sidecar connects steered to this pod's inbound port */
+	__u64 excluded;            /* this pod's connects that bypassed the sidecar by exclusion */
+	__u64 sidecar_passed;      /* this pod's sidecar's own upstream connects */
+	__u64 tc_inbound_new;      /* off-node connections steered to this pod's inbound port */
+	__u64 dropped;             /* connects refused or SYNs dropped because a map was full */
+};
+
 /* Index into the per-CPU counter array sy_counters. Append only. */
 enum sy_counter {
 	SY_C_CONNECT_NOT_MESH = 0,       /* socket's netns is not a registered pod */

@@ -26,6 +26,7 @@ describeKernel('dataplane on the real kernel', () => {
   let node1: NodeNs, node2: NodeNs;
   let client: Pod, server: Pod, plain: Pod, remote: Pod;
   let clientSidecar: Proc, serverSidecar: Proc, serverApp: Proc, serverSink: Proc;
+  let clientReg: bigint, serverReg: bigint;
 
   const register = (pod: Pod, interception: Partial<Interception> = {}) =>
     dp.registerPod({
@@ -58,8 +59,8 @@ describeKernel('dataplane on the real kernel', () => {
     remote = lab.addPod(node2, 'remote');
 
     dp = Dataplane.load({ cgroupPath: lab.cgroupRoot, pinRoot: lab.pinRoot });
-    register(client);
-    register(server, { excludeInboundPorts: [9090] });
+    clientReg = register(client).netnsCookie;
+    serverReg = register(server, { excludeInboundPorts: [9090] }).netnsCookie;
 
     [clientSidecar, serverSidecar] = await Promise.all([lab.sidecar(client), lab.sidecar(server)]);
     [serverApp, serverSink] = await Promise.all([
@@ -162,6 +163,15 @@ describeKernel('dataplane on the real kernel', () => {
     await serverApp.waitForJson((o) => o.local === `${server.ip}:8080` && String(o.peer).startsWith(`${server.ip}:`) && o.bytes === bytes);
     expect(delta('SY_C_CONNECT_REDIRECTED_INBOUND')).toBe(1n);
     expect(delta('SY_C_TC_INBOUND_NEW')).toBe(0n);
+  });
+
+  test('per-pod counters attribute traffic to the right pod', () => {
+    const [c, s] = [dp.podCounters(clientReg), dp.podCounters(serverReg)];
+    expect(c!.redirected_outbound).toBeGreaterThanOrEqual(2n); // tests 1 and 5
+    expect(c!.sidecar_passed).toBeGreaterThanOrEqual(1n); // test 2
+    expect(s!.redirected_inbound).toBeGreaterThanOrEqual(1n); // test 5 landed on the server
+    expect(s!.redirected_outbound).toBe(0n); // the server pod's app never dialled out
+    expect(dp.podCounters(424242n)).toBeNull();
   });
 
   test('6. cross-node inbound: tc steers new connections to 15003, replies keep the original port, 100 MB arrive intact', async () => {

@@ -54,7 +54,24 @@ export const SOCK_KEY: Layout = {
 
 export const CIDR: Layout = { name: 'sy_cidr', size: 32, fields: { addr: [0, 16], mask: [16, 16] } };
 
-export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR];
+export const POD_COUNTERS: Layout = {
+  name: 'sy_pod_counters',
+  size: 48,
+  fields: { redirected_outbound: [0, 8], redirected_inbound: [8, 8], excluded: [16, 8], sidecar_passed: [24, 8], tc_inbound_new: [32, 8], dropped: [40, 8] },
+};
+
+export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR, POD_COUNTERS];
+
+export type PodCounters = Record<'redirected_outbound' | 'redirected_inbound' | 'excluded' | 'sidecar_passed' | 'tc_inbound_new' | 'dropped', bigint>;
+
+/** Sums a per-CPU sy_pod_counters value. */
+export function decodePodCounters(b: Buffer): PodCounters {
+  const out = Object.fromEntries(Object.keys(POD_COUNTERS.fields).map((k) => [k, 0n])) as PodCounters;
+  for (let cpu = 0; cpu + POD_COUNTERS.size <= b.length; cpu += POD_COUNTERS.size) {
+    for (const [k, [o]] of Object.entries(POD_COUNTERS.fields)) out[k as keyof PodCounters] += b.readBigUInt64LE(cpu + o);
+  }
+  return out;
+}
 
 /** enum sy_counter, in order. Append only, like the C enum. */
 export const COUNTERS = [

@@ -103,6 +103,7 @@ export function validatePodIps(ips: string[]): void {
 /** Map sizes the agent may set; names are the C map names. */
 export interface MapSizes {
   sy_pods: number;
+  sy_pod_counters: number;
   sy_pod_by_ip: number;
   sy_origdst_by_cookie: number;
   sy_origdst: number;
@@ -111,6 +112,7 @@ export interface MapSizes {
 
 export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_pods: 4096,
+  sy_pod_counters: 4096,
   sy_pod_by_ip: 8192,
   sy_origdst_by_cookie: 65536,
   sy_origdst: 65536,
@@ -131,6 +133,8 @@ export function validateMapSizes(sizes: Partial<MapSizes>): MapSizes {
     }
     out[name as keyof MapSizes] = value as number;
   }
+  // Every pod has a counters entry: the counters map is never smaller than the pod map.
+  if (sizes.sy_pod_counters === undefined) out.sy_pod_counters = out.sy_pods;
   if (problems.length) throw new ConfigError('map sizes', problems);
   return out;
 }

@@ -19,7 +19,10 @@ import {
   COUNTERS,
   CounterName,
   decodeOrigDst,
+  decodePodCounters,
   decodeTuple,
+  POD_COUNTERS,
+  PodCounters,
   OrigDst,
   Tuple,
   decodePodConfig,
@@ -55,7 +58,7 @@ export const PROGRAMS: ProgramSpec[] = [
   { object: 'sy_tc', name: 'sy_tc_egress', tc: 'egress' },
 ];
 
-export const MAPS = ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_sock_hash', 'sy_counters'] as const;
+export const MAPS = ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_sock_hash', 'sy_counters', 'sy_pod_counters'] as const;
 type MapName = (typeof MAPS)[number];
 
 export interface DataplaneOptions {
@@ -273,11 +276,14 @@ export class Dataplane {
 
     const key = encodeNetnsKey(netnsCookie);
     const previous = n.mapLookup(this.fd('sy_pods'), key);
+    const hadCounters = n.mapLookup(this.fd('sy_pod_counters'), key) !== null;
     const writtenIps: Buffer[] = [];
     const reclaimedIps: string[] = [];
     let tc: Registration['tc'];
     try {
+      // Nothing in the pod runs before registration returns, so the order of these writes is free.
       n.mapUpdate(this.fd('sy_pods'), key, encodePodConfig(config));
+      if (!hadCounters) n.mapUpdate(this.fd('sy_pod_counters'), key, Buffer.alloc(POD_COUNTERS.size * n.possibleCpus()));
       for (const ip of spec.ips) {
         const ipKey = encodeAddr(ip);
         const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
@@ -290,6 +296,7 @@ export class Dataplane {
       for (const ipKey of writtenIps) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
       if (previous) n.mapUpdate(this.fd('sy_pods'), key, previous);
       else n.mapDelete(this.fd('sy_pods'), key);
+      if (!hadCounters) n.mapDelete(this.fd('sy_pod_counters'), key);
       const full = isNativeError(e) && (e.code === 'E2BIG' || e.code === 'ENOMEM');
       throw new DataplaneError(
         `registering pod netns ${spec.netnsPath} failed${full ? ' (map full)' : ''} and was rolled back: ${(e as Error).message}`,
@@ -313,6 +320,7 @@ export class Dataplane {
       if (owner && decodePodRef(owner) === netnsCookie) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
     }
     n.mapDelete(this.fd('sy_pods'), key);
+    n.mapDelete(this.fd('sy_pod_counters'), key);
     this.sweepOrigDst(netnsCookie);
     return true;
   }
@@ -377,6 +385,12 @@ export class Dataplane {
     return out;
   }
 
+  /** One pod's counters, summed over CPUs; null for an unknown pod. */
+  podCounters(netnsCookie: bigint): PodCounters | null {
+    const raw = native().mapLookup(this.fd('sy_pod_counters'), encodeNetnsKey(netnsCookie));
+    return raw ? decodePodCounters(raw) : null;
+  }
+
   /** Node-wide counters, summed over CPUs. */
   counters(): Record<CounterName, bigint> {
     const n = native();
@@ -404,5 +418,14 @@ export class Dataplane {
   /** Entry counts, for fill metrics and leak checks. */
   mapEntries(name: Exclude<MapName, 'sy_counters' | 'sy_sock_hash'>): number {
     return native().mapKeys(this.fd(name)).length;
+  }
+
+  /** Current entries and capacity of every sized map, for fill metrics. */
+  mapFill(): Record<string, { entries: number; max: number }> {
+    const out: Record<string, { entries: number; max: number }> = {};
+    for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_pod_counters'] as const) {
+      out[m] = { entries: native().mapKeys(this.fd(m)).length, max: native().mapInfo(this.fd(m)).maxEntries };
+    }
+    return out;
   }
 }
