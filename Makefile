@@ -20,8 +20,11 @@ CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden 
               -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -DNAPI_CPP_EXCEPTIONS \
               $(NAPI_INC) -I bpf/headers
 
-.PHONY: all bpf native ts clean
-all: bpf native ts
+CNI        := $(BUILD)/cni/switchyard-cni
+CNI_SRC    := $(wildcard interceptor/cni/*.go) interceptor/cni/go.mod interceptor/cni/go.sum
+
+.PHONY: all bpf native cni ts clean
+all: bpf native cni ts
 
 bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
@@ -33,6 +36,12 @@ native: $(ADDON)
 $(ADDON): $(ADDON_SRC) $(ADDON_HDR)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -shared -o $@ $(ADDON_SRC) -lbpf -lelf -lz
+
+cni: $(CNI)
+# Static, so it runs from /opt/cni/bin on any node.
+$(CNI): $(CNI_SRC)
+	@mkdir -p $(@D)
+	cd interceptor/cni && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../../$@ .
 
 ts:
 	npx tsc -p tsconfig.json

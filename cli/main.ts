@@ -6,10 +6,15 @@
  *   switchyard uninject -f FILE|-                    undo it, exactly
  *   switchyard certs --out DIR [--service S] [--namespace N] [--ip IP]... [--url URL]
  *                                                   CA + serving cert, Secret and webhook configuration
+ *   switchyard status [NS/POD] [-o json] [--socket PATH]
+ *                                                   pods registered on this node, with their BPF counters
+ *   switchyard explain NS/POD IP:PORT [--uid N] [-o json] [--socket PATH]
+ *                                                   would this connect be redirected, and why
  *
  * Injected YAML goes to stdout; one line per object with the decision goes to stderr.
  */
 import * as fs from 'fs';
+import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
 import { DEFAULT_CONFIG, InjectorConfig } from '../webhook/src/config';
@@ -41,6 +46,110 @@ export function loadConfig(file?: string): InjectorConfig {
   if (!file) return DEFAULT_CONFIG;
   const patch = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<InjectorConfig>;
   return { ...DEFAULT_CONFIG, ...patch, sidecar: { ...DEFAULT_CONFIG.sidecar, ...(patch.sidecar ?? {}) } };
+}
+
+const DEFAULT_SOCKET = '/run/switchyard/agent.sock';
+
+/** -o json, -ojson or --output json */
+function wantsJson(args: string[]): boolean {
+  const i = args.findIndex((a) => a === '-o' || a === '--output');
+  return args.includes('-ojson') || (i >= 0 && args[i + 1] === 'json');
+}
+
+function agentGet(socketPath: string, urlPath: string): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path: urlPath }, (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c)).on('end', () => {
+          try {
+            resolve({ status: res.statusCode!, body: JSON.parse(data) });
+          } catch {
+            reject(new Error(`the interceptor sent an unreadable reply: ${data.slice(0, 200)}`));
+          }
+        });
+      })
+      .on('error', (e: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+              ? `the Switchyard interceptor is not running on this node (no socket at ${socketPath})`
+              : e.code === 'EACCES'
+                ? `permission denied on ${socketPath}: run as root`
+                : e.message,
+          ),
+        ),
+      );
+  });
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function age(iso: string): string {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+}
+
+async function statusCommand(args: string[], out: (s: string) => void): Promise<number> {
+  const socket = flag(args, 'socket') ?? DEFAULT_SOCKET;
+  const json = wantsJson(args);
+  const target = args.find((a) => a.includes('/') && !a.startsWith('-') && a !== socket);
+  if (target) {
+    const r = await agentGet(socket, `/v1/status/${target}`);
+    if (r.status !== 200) throw new Error(r.body.error);
+    if (json) out(JSON.stringify(r.body, null, 2) + '\n');
+    else {
+      const p = r.body;
+      const i = p.interception;
+      out(
+        [
+          `Pod:            ${p.namespace}/${p.name} (uid ${p.uid})`,
+          `Sandbox:        ${p.containerId}`,
+          `Netns cookie:   ${p.netnsCookie}`,
+          `Cgroup:         ${p.cgroup ?? '(not found: any process in the netns is intercepted)'}`,
+          `IPs:            ${p.ips.join(', ')} on ${p.ifname}`,
+          `Ports:          outbound ${i.outboundPort}, inbound ${i.inboundPort}, sidecar uid ${i.sidecarUid}`,
+          `Excluded:       inbound ports ${i.excludeInboundPorts.join(',') || '-'}; outbound ports ${i.excludeOutboundPorts.join(',') || '-'}; outbound CIDRs ${i.excludeOutboundCidrs.join(',') || '-'}`,
+          `Registered:     ${p.registeredAt} (${age(p.registeredAt)} ago)`,
+          'Counters:',
+          ...Object.entries(p.counters as Record<string, string>).map(([k, v]) => `  ${k.padEnd(20)} ${v}`),
+        ].join('\n') + '\n',
+      );
+    }
+    return 0;
+  }
+  const r = await agentGet(socket, '/v1/status');
+  if (json) {
+    out(JSON.stringify(r.body, null, 2) + '\n');
+    return 0;
+  }
+  const rows = [['NAMESPACE', 'POD', 'IPS', 'NETNS-COOKIE', 'OUTBOUND', 'INBOUND', 'TC-INBOUND', 'EXCLUDED', 'DROPPED', 'AGE']];
+  for (const p of r.body.pods) {
+    const c = p.counters;
+    rows.push([p.namespace, p.name, p.ips.join(','), p.netnsCookie, c.redirected_outbound, c.redirected_inbound, c.tc_inbound_new, c.excluded, c.dropped, age(p.registeredAt)]);
+  }
+  out(table(rows));
+  out(`${r.body.pods.length} pods registered; node: ${Object.entries(r.body.node as Record<string, string>).filter(([, v]) => v !== '0').map(([k, v]) => `${k}=${v}`).join(' ') || 'no traffic yet'}\n`);
+  return 0;
+}
+
+async function explainCommand(args: string[], out: (s: string) => void): Promise<number> {
+  const socket = flag(args, 'socket') ?? DEFAULT_SOCKET;
+  const positional = args.filter((a, i) => !a.startsWith('-') && !(i > 0 && args[i - 1].startsWith('-')));
+  const [pod, dst] = positional;
+  if (!pod || !pod.includes('/') || !dst) throw new UsageError('usage: switchyard explain NAMESPACE/POD IP:PORT [--uid N]');
+  const uid = flag(args, 'uid');
+  const r = await agentGet(socket, `/v1/explain?pod=${encodeURIComponent(pod)}&dst=${encodeURIComponent(dst)}${uid ? `&uid=${uid}` : ''}`);
+  if (r.status !== 200) throw new Error(r.body.error);
+  if (wantsJson(args)) out(JSON.stringify(r.body, null, 2) + '\n');
+  else {
+    const what = { 'redirect-outbound': 'REDIRECTED to the sidecar', 'redirect-inbound': 'REDIRECTED to the peer pod\'s inbound port', direct: 'NOT redirected' }[r.body.verdict as string];
+    out(`${pod} -> ${dst}: ${what}; connects to ${r.body.target}\n${r.body.reasons.map((x: string) => `  - ${x}`).join('\n')}\n`);
+  }
+  return 0;
 }
 
 export async function run(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -79,12 +188,16 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         err(`wrote ca.crt, tls.crt, tls.key, secret.yaml and mutatingwebhookconfiguration.yaml to ${dir} (names: ${bundle.dnsNames.join(', ')})\n`);
         return 0;
       }
+      case 'status':
+        return await statusCommand(args, out);
+      case 'explain':
+        return await explainCommand(args, out);
       default:
         throw new UsageError(cmd ? `unknown command '${cmd}'` : 'no command given');
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | switchyard certs --out DIR [--service S] [--namespace N] [--ip IP] [--url URL]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

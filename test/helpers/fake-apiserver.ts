@@ -37,9 +37,18 @@ export class FakeApiServer {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 
+  private readonly selectors = new Map<http.ServerResponse, (o: Obj) => boolean>();
+
+  /** Supports the one field selector the agent uses: spec.nodeName=<node>. */
+  private static selector(url: URL): (o: Obj) => boolean {
+    const fs = url.searchParams.get('fieldSelector');
+    const m = fs ? /^spec\.nodeName=(.*)$/.exec(fs) : null;
+    return m ? (o) => (o.spec as { nodeName?: string } | undefined)?.nodeName === m[1] : () => true;
+  }
+
   private emit(type: string, object: unknown): void {
     const line = JSON.stringify({ type, object }) + '\n';
-    for (const w of this.watchers) w.write(line);
+    for (const w of this.watchers) if (type === 'BOOKMARK' || (this.selectors.get(w) ?? (() => true))(object as Obj)) w.write(line);
   }
 
   upsert(obj: Obj): void {
@@ -54,6 +63,10 @@ export class FakeApiServer {
     if (!obj) return;
     this.objects.delete(name);
     this.emit('DELETED', { ...obj, metadata: { ...obj.metadata, resourceVersion: String(++this.rv) } });
+  }
+
+  get(name: string): Obj | undefined {
+    return this.objects.get(name);
   }
 
   bookmark(): void {
@@ -83,10 +96,15 @@ export class FakeApiServer {
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       res.flushHeaders();
       this.watchers.add(res);
-      req.on('close', () => this.watchers.delete(res));
+      this.selectors.set(res, FakeApiServer.selector(url));
+      req.on('close', () => {
+        this.watchers.delete(res);
+        this.selectors.delete(res);
+      });
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.objects.values()] }));
+    const items = [...this.objects.values()].filter(FakeApiServer.selector(url));
+    res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items }));
   }
 }

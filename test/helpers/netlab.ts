@@ -95,7 +95,28 @@ export class NetLab {
     return dir;
   }
 
-  private addNetns(name: string): string {
+  /** A bare network namespace (lo up), removed by cleanup. */
+  addNetns(name: string): string {
+    return this.addNetnsNamed(this.name(name));
+  }
+
+  /** A cgroup at a path below the lab root (parents created), removed by cleanup. */
+  addCgroupAt(...segments: string[]): string {
+    let dir = this.cgroupRoot;
+    for (const s of segments) {
+      dir = path.join(dir, s);
+      if (!fs.existsSync(dir)) this.mkCgroup(dir);
+    }
+    return dir;
+  }
+
+  /** Deletes one of the lab's namespaces now (a pod going away). */
+  removeNetns(name: string): void {
+    sh('ip', ['netns', 'del', name]);
+    this.namespaces.splice(this.namespaces.indexOf(name), 1);
+  }
+
+  private addNetnsNamed(name: string): string {
     sh('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
     sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
@@ -103,7 +124,7 @@ export class NetLab {
   }
 
   addNode(name: string, subnet: string): NodeNs {
-    const netns = this.addNetns(this.name(name));
+    const netns = this.addNetnsNamed(this.name(name));
     sh('ip', ['-n', netns, 'link', 'add', 'br0', 'type', 'bridge']);
     sh('ip', ['-n', netns, 'addr', 'add', `${subnet}.1/24`, 'dev', 'br0']);
     sh('ip', ['-n', netns, 'link', 'set', 'br0', 'up']);
@@ -117,7 +138,7 @@ export class NetLab {
 
   /** A pod on a node: netns, eth0 on the node bridge, default route, and a cgroup. */
   addPod(node: NodeNs, name: string): Pod {
-    const netns = this.addNetns(this.name(name));
+    const netns = this.addNetnsNamed(this.name(name));
     const host = node.nextHost++;
     const ip = `${node.subnet}.${host}`;
     const ip6 = `${node.subnet6}::${host.toString(16)}`;
@@ -230,7 +251,7 @@ export class NetLab {
     }
     for (const cg of this.cgroups.splice(0).reverse()) {
       try {
-        fs.rmdirSync(cg);
+        await rmdirWhenEmpty(cg);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') errors.push(`rmdir ${cg}: ${(e as Error).message}`);
       }
@@ -298,4 +319,17 @@ export function sweepStaleLabs(): string[] {
     }
   }
   return removed;
+}
+
+/** Killed processes leave their cgroup a moment after they are reaped. */
+async function rmdirWhenEmpty(dir: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      fs.rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || i >= 200) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }

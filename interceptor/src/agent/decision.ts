@@ -1,0 +1,39 @@
+/**
+ * Whether the agent registers a pod, and why (pure). The same typed reason is
+ * the CNI reply, the log field and the metric label.
+ */
+import { AnnotationError, parseInterceptionAnnotations } from '../../../webhook/src/annotations';
+import { InterceptionAnnotations, MANAGED_LABEL } from '../../../webhook/src/contract';
+
+export const REGISTRATION_REASONS = {
+  registered: 'the pod is mesh-managed and its interception settings are valid',
+  'not-managed': `the pod has no ${MANAGED_LABEL}=true label: it was not injected`,
+  'host-network': 'the pod uses the host network namespace',
+  'invalid-annotations': 'the pod is mesh-managed but its interception annotations are invalid',
+  'pod-unknown': 'the pod is not in the API cache',
+  'fail-open': 'registration failed and the failure policy let the pod start without interception',
+} as const;
+export type RegistrationReason = keyof typeof REGISTRATION_REASONS;
+
+export interface PodObject {
+  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
+  spec?: { nodeName?: string; hostNetwork?: boolean };
+  status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string };
+}
+
+export type RegistrationDecision =
+  | { register: true; reason: 'registered'; interception: InterceptionAnnotations }
+  | { register: false; reason: Exclude<RegistrationReason, 'registered'>; detail?: string };
+
+export function registrationDecision(pod: PodObject): RegistrationDecision {
+  if (pod.metadata?.labels?.[MANAGED_LABEL] !== 'true') return { register: false, reason: 'not-managed' };
+  if (pod.spec?.hostNetwork) return { register: false, reason: 'host-network' };
+  try {
+    return { register: true, reason: 'registered', interception: parseInterceptionAnnotations(pod.metadata?.annotations ?? {}) };
+  } catch (e) {
+    if (e instanceof AnnotationError) return { register: false, reason: 'invalid-annotations', detail: e.message };
+    throw e;
+  }
+}
+
+export const podKey = (pod: PodObject) => `${pod.metadata?.namespace}/${pod.metadata?.name}`;

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * switchyard-interceptor: the node agent.
+ *
+ *   switchyard-interceptor run --config FILE      start (or adopt) the dataplane and serve
+ *   switchyard-interceptor cleanup [--config FILE] [--pin-root DIR]
+ *                                                 remove every attachment, tc filter and pin
+ *
+ * Start-up: validate the config, check kernel features, find cgroup2, mount
+ * bpffs if needed, load+pin+attach or adopt existing pins, open the unix
+ * socket, start the node-scoped pod informer, reconcile, report ready.
+ */
+import * as k8s from '@kubernetes/client-node';
+import * as fs from 'fs';
+import { ConfigError } from '../dataplane/config';
+import { Dataplane } from '../dataplane/dataplane';
+import { HostError } from '../dataplane/host';
+import { stdoutLogger as log } from '../../../webhook/src/log';
+import { AgentConfig, loadAgentConfig } from './config';
+import { AgentMetrics } from './metrics';
+import { PodCache } from './pods';
+import { Registrar } from './registrar';
+import { agentApi, listenMetrics, listenUnix } from './server';
+import { RecordStore } from './state';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function run(cfg: AgentConfig): Promise<void> {
+  const started = Date.now();
+  let dp: Dataplane;
+  if (Dataplane.isLoaded(cfg.pinRoot)) {
+    dp = Dataplane.adopt({ pinRoot: cfg.pinRoot, cgroupPath: cfg.cgroupPath });
+    log('info', 'adopted the pinned dataplane; traffic was never interrupted', { pin_root: cfg.pinRoot });
+  } else {
+    dp = Dataplane.load({ cgroupPath: cfg.cgroupPath, pinRoot: cfg.pinRoot, mapSizes: cfg.mapSizes, allowRootCgroup: cfg.allowRootCgroup });
+    log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath });
+  }
+  const store = new RecordStore(cfg.stateDir);
+  const metrics = new AgentMetrics(() => dp, store);
+  const kc = new k8s.KubeConfig();
+  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
+  else kc.loadFromDefault();
+  const pods = new PodCache(kc, cfg.nodeName, (e) => log('warn', 'pod watch failed; restarting', { error: String((e as Error)?.message ?? e) }));
+  const registrar = new Registrar(cfg, dp, pods, store, metrics, log);
+
+  let ready = false;
+  const api = await listenUnix(agentApi(registrar, store, dp), cfg.socketPath);
+  const m = await listenMetrics(metrics, () => ready, cfg.metricsHost, cfg.metricsPort);
+  await pods.start();
+  pods.on('upsert', (p) => registrar.onPodUpsert(p));
+  pods.on('delete', (p) => registrar.onPodDelete(p));
+  const r = registrar.reconcile();
+  ready = true;
+  log('info', 'interceptor ready', {
+    node: cfg.nodeName,
+    socket: cfg.socketPath,
+    metrics_port: m.port,
+    registered: store.all().length,
+    reregistered: r.reregistered,
+    removed_stale: r.removed,
+    updated: r.updated,
+    startup_ms: Date.now() - started,
+  });
+  process.stdout.write(JSON.stringify({ event: 'ready', metricsPort: m.port, socket: cfg.socketPath }) + '\n');
+
+  // Periodic reconcile catches what a missed watch event would leave behind.
+  const timer = setInterval(() => registrar.reconcile(), 30_000);
+  const stop = () => {
+    clearInterval(timer);
+    // Pins stay: the programs keep redirecting until the next agent adopts them.
+    void Promise.all([pods.stop(), new Promise((r) => api.close(r)), new Promise((r) => m.server.close(r))]).then(() => {
+      dp.close();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+async function main(): Promise<void> {
+  const cmd = process.argv[2];
+  if (cmd === 'cleanup') {
+    const pinRoot = arg('pin-root') ?? (arg('config') ? loadAgentConfig(arg('config')!).pinRoot : undefined);
+    Dataplane.removePins(pinRoot);
+    log('info', 'removed every Switchyard attachment and pin', { pin_root: pinRoot ?? '/sys/fs/bpf/switchyard' });
+    return;
+  }
+  if (cmd !== 'run') throw new ConfigError('command line', [`unknown command '${cmd ?? ''}': use 'run --config FILE' or 'cleanup'`]);
+  const file = arg('config');
+  if (!file || !fs.existsSync(file)) throw new ConfigError('command line', [`--config FILE is required and must exist (got ${file ?? 'nothing'})`]);
+  await run(loadAgentConfig(file));
+}
+
+main().catch((e: Error) => {
+  const known = e instanceof ConfigError || e instanceof HostError || e.name === 'DataplaneError';
+  log('error', 'interceptor cannot start', { error: e.message });
+  if (!known) process.stderr.write(`${e.stack}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,296 @@
+/**
+ * Registration: CNI ADD/DEL/CHECK and reconcile, between the API cache, the
+ * dataplane and the records. Every outcome is one log line naming the pod,
+ * its netns cookie, cgroup, IPs, ports and exclusions, the time taken, and
+ * the reason for any failure.
+ */
+import * as fs from 'fs';
+import { isIP } from 'net';
+import { native } from '../../../native';
+import { Dataplane } from '../dataplane/dataplane';
+import { Logger } from '../../../webhook/src/log';
+import { anyPid, findPodCgroup } from './cgroups';
+import { AgentConfig } from './config';
+import { PodObject, podKey, REGISTRATION_REASONS, registrationDecision } from './decision';
+import { AgentMetrics } from './metrics';
+import { PodCache } from './pods';
+import { PodRecord, RecordStore } from './state';
+
+/** CNI error codes: 3 unknown container, 4 invalid env, 7 invalid config, 11 try again later; 100+ ours. */
+export class CniError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details = '',
+  ) {
+    super(message);
+  }
+}
+export const ERR_REGISTRATION_FAILED = 102;
+export const ERR_INVALID_ANNOTATIONS = 103;
+export const ERR_CHECK_FAILED = 104;
+
+export interface CniRequest {
+  cniVersion?: string;
+  containerId: string;
+  netns: string;
+  ifname: string;
+  podNamespace: string;
+  podName: string;
+  podUid?: string;
+  ips: string[];
+}
+
+export interface CniReply {
+  registered: boolean;
+  reason: string;
+  netnsCookie?: string;
+}
+
+export function validateCniRequest(body: unknown): CniRequest {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  const str = (k: string) => (typeof b[k] === 'string' && b[k] !== '' ? (b[k] as string) : (problems.push(`${k} is missing`), ''));
+  const req: CniRequest = {
+    containerId: str('containerId'),
+    netns: typeof b.netns === 'string' ? b.netns : '',
+    ifname: str('ifname'),
+    podNamespace: str('podNamespace'),
+    podName: str('podName'),
+    podUid: typeof b.podUid === 'string' && b.podUid ? b.podUid : undefined,
+    ips: Array.isArray(b.ips) ? (b.ips as unknown[]).map(String) : [],
+  };
+  if (req.containerId && !/^[A-Za-z0-9_.-]+$/.test(req.containerId)) problems.push(`containerId '${req.containerId}' has invalid characters`);
+  for (const ip of req.ips) if (!isIP(ip)) problems.push(`'${ip}' is not an IP address`);
+  if (problems.length) throw new CniError(4, `invalid request from switchyard-cni: ${problems.join('; ')}`);
+  return req;
+}
+
+const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
+
+export class Registrar {
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly dp: Dataplane,
+    private readonly pods: PodCache,
+    private readonly store: RecordStore,
+    private readonly metrics: AgentMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  private podFields(r: Pick<PodRecord, 'namespace' | 'name'>) {
+    return { pod: `${r.namespace}/${r.name}` };
+  }
+
+  async add(req: CniRequest): Promise<CniReply> {
+    const started = process.hrtime.bigint();
+    const who = `${req.podNamespace}/${req.podName}`;
+    const fail = (reason: string, err: CniError): never => {
+      this.metrics.registrations.inc({ result: 'failed', reason });
+      this.log('error', 'pod not registered', { pod: who, container: req.containerId, reason, error: err.message, duration_ms: ms(started).toFixed(2) });
+      throw err;
+    };
+
+    if (!req.netns || !fs.existsSync(req.netns)) {
+      fail('netns-missing', new CniError(3, `network namespace '${req.netns}' of ${who} does not exist; the sandbox is gone or the runtime passed a wrong path`));
+    }
+    const pod = await this.pods.waitFor(req.podNamespace, req.podName, req.podUid, this.cfg.podWaitMs);
+    if (!pod) {
+      fail('pod-unknown', new CniError(11, `pod ${who}${req.podUid ? ` (uid ${req.podUid})` : ''} is not in the interceptor's API cache after ${this.cfg.podWaitMs} ms; the kubelet will retry the sandbox`));
+    }
+    const d = registrationDecision(pod!);
+    if (!d.register) {
+      if (d.reason === 'invalid-annotations') {
+        fail(d.reason, new CniError(ERR_INVALID_ANNOTATIONS, `pod ${who} is mesh-managed but its interception annotations are invalid: ${d.detail}`));
+      }
+      this.metrics.registrations.inc({ result: 'skipped', reason: d.reason });
+      this.log('info', 'pod not intercepted', { pod: who, reason: d.reason, detail: REGISTRATION_REASONS[d.reason], duration_ms: ms(started).toFixed(2) });
+      return { registered: false, reason: d.reason };
+    }
+    if (req.ips.length === 0) fail('no-ips', new CniError(7, `the previous CNI plugin assigned no IP to ${who}; switchyard-cni must run after the plugin that does`));
+
+    const cgroupPath = findPodCgroup(this.cfg.podCgroupRoot ?? this.cfg.cgroupPath, pod!.metadata!.uid!);
+    try {
+      const reg = this.dp.registerPod({ netnsPath: req.netns, cgroupPath, ips: req.ips, interception: d.interception, ifname: req.ifname });
+      const record: PodRecord = {
+        containerId: req.containerId,
+        namespace: req.podNamespace,
+        name: req.podName,
+        uid: pod!.metadata!.uid!,
+        netnsPath: req.netns,
+        ifname: req.ifname,
+        ips: req.ips,
+        cgroupPath,
+        netnsCookie: String(reg.netnsCookie),
+        interception: d.interception,
+        registeredAt: new Date().toISOString(),
+      };
+      this.store.put(record);
+      const seconds = ms(started) / 1000;
+      this.metrics.latency.observe(seconds);
+      this.metrics.registrations.inc({ result: 'registered', reason: 'registered' });
+      this.log('info', 'pod registered', {
+        ...this.podFields(record),
+        container: req.containerId,
+        netns_cookie: record.netnsCookie,
+        cgroup: cgroupPath ?? 'not found (any process in the netns is intercepted)',
+        ips: req.ips.join(','),
+        outbound_port: d.interception.outboundPort,
+        inbound_port: d.interception.inboundPort,
+        sidecar_uid: d.interception.sidecarUid,
+        exclude_inbound: d.interception.excludeInboundPorts.join(',') || '-',
+        exclude_outbound: d.interception.excludeOutboundPorts.join(',') || '-',
+        exclude_cidrs: d.interception.excludeOutboundCidrs.join(',') || '-',
+        reclaimed_ips: reg.reclaimedIps.join(',') || undefined,
+        duration_ms: (seconds * 1000).toFixed(2),
+      });
+      return { registered: true, reason: 'registered', netnsCookie: record.netnsCookie };
+    } catch (e) {
+      if (this.cfg.failurePolicy === 'fail-open') {
+        this.metrics.registrations.inc({ result: 'fail_open', reason: 'registration-failed' });
+        this.log('warn', 'pod starts WITHOUT interception (fail-open)', { pod: who, error: (e as Error).message });
+        return { registered: false, reason: 'fail-open' };
+      }
+      return fail('registration-failed', new CniError(ERR_REGISTRATION_FAILED, `cannot register mesh pod ${who}: ${(e as Error).message}`));
+    }
+  }
+
+  /** Idempotent: unknown pods and missing namespaces are success. */
+  del(req: Pick<CniRequest, 'containerId' | 'netns' | 'podNamespace' | 'podName'>): CniReply {
+    const record = this.store.get(req.containerId);
+    let cookie: bigint | undefined = record ? BigInt(record.netnsCookie) : undefined;
+    if (cookie === undefined && req.netns && fs.existsSync(req.netns)) {
+      try {
+        cookie = native().netnsCookie(req.netns);
+      } catch {
+        cookie = undefined;
+      }
+    }
+    const removed = cookie !== undefined && this.dp.unregisterPod(cookie);
+    if (record) this.store.delete(req.containerId);
+    if (removed || record) {
+      this.log('info', 'pod unregistered', { pod: `${record?.namespace ?? req.podNamespace}/${record?.name ?? req.podName}`, container: req.containerId, netns_cookie: String(cookie), reason: 'cni-del' });
+    }
+    return { registered: false, reason: removed ? 'unregistered' : 'not-registered' };
+  }
+
+  check(req: CniRequest): CniReply {
+    const record = this.store.get(req.containerId);
+    if (!record) {
+      const pod = this.pods.get(req.podNamespace, req.podName);
+      if (pod && registrationDecision(pod).register) throw new CniError(ERR_CHECK_FAILED, `mesh pod ${req.podNamespace}/${req.podName} is not registered`);
+      return { registered: false, reason: 'not-managed' };
+    }
+    const config = this.dp.pod(BigInt(record.netnsCookie));
+    const problems: string[] = [];
+    if (!config) problems.push('its sy_pods entry is missing');
+    else if (req.ips.some((ip) => !config.ips.includes(ip))) problems.push(`its IPs ${config.ips.join(',')} differ from ${req.ips.join(',')}`);
+    for (const dir of ['ingress', 'egress'] as const) {
+      try {
+        if (native().tcQuery(record.netnsPath, record.ifname, dir, 1, 0x5359) === null) problems.push(`tc ${dir} is not attached on ${record.ifname}`);
+      } catch (e) {
+        problems.push((e as Error).message);
+      }
+    }
+    if (problems.length) throw new CniError(ERR_CHECK_FAILED, `pod ${record.namespace}/${record.name}: ${problems.join('; ')}`);
+    return { registered: true, reason: 'registered', netnsCookie: record.netnsCookie };
+  }
+
+  /** The pod's sandbox from /proc, for pods that run but are missing from the maps. */
+  private sandboxOf(pod: PodObject): { netnsPath: string; cgroupPath: string } | undefined {
+    const cgroupPath = findPodCgroup(this.cfg.podCgroupRoot ?? this.cfg.cgroupPath, pod.metadata!.uid!);
+    const pid = cgroupPath && anyPid(cgroupPath);
+    return pid ? { netnsPath: `/proc/${pid}/ns/net`, cgroupPath: cgroupPath! } : undefined;
+  }
+
+  /**
+   * Makes the maps match the API: unregisters records of pods that are gone
+   * (or were replaced under the same name), registers running mesh pods that
+   * are missing, updates changed settings, and drops map entries nobody owns.
+   */
+  reconcile(): { reregistered: number; removed: number; updated: number } {
+    const out = { reregistered: 0, removed: 0, updated: 0 };
+    const live = new Map(this.pods.all().map((p) => [p.metadata!.uid!, p]));
+    for (const r of this.store.all()) {
+      const pod = live.get(r.uid);
+      if (!pod || !registrationDecision(pod).register) {
+        this.dp.unregisterPod(BigInt(r.netnsCookie));
+        this.store.delete(r.containerId);
+        this.metrics.reconciled.inc({ action: 'unregistered_stale' });
+        this.log('info', 'pod unregistered', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, reason: pod ? 'no-longer-managed' : 'pod-deleted' });
+        out.removed++;
+      } else if (this.updateSettings(r, pod)) out.updated++;
+    }
+    for (const pod of live.values()) {
+      const d = registrationDecision(pod);
+      if (!d.register || this.store.byUid(pod.metadata!.uid!).length > 0) continue;
+      const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).filter(Boolean);
+      const sandbox = ips.length ? this.sandboxOf(pod) : undefined;
+      if (!sandbox) continue; // not running yet: CNI ADD will register it
+      try {
+        const ifname = 'eth0'; // the pod interface name Kubernetes runtimes use
+        const reg = this.dp.registerPod({ netnsPath: sandbox.netnsPath, cgroupPath: sandbox.cgroupPath, ips, interception: d.interception, ifname });
+        this.store.put({
+          containerId: `reconciled-${pod.metadata!.uid}`,
+          namespace: pod.metadata!.namespace!,
+          name: pod.metadata!.name!,
+          uid: pod.metadata!.uid!,
+          netnsPath: sandbox.netnsPath,
+          ifname,
+          ips,
+          cgroupPath: sandbox.cgroupPath,
+          netnsCookie: String(reg.netnsCookie),
+          interception: d.interception,
+          registeredAt: new Date().toISOString(),
+        });
+        this.metrics.reconciled.inc({ action: 'reregistered' });
+        this.log('info', 'pod registered', { pod: podKey(pod), netns_cookie: String(reg.netnsCookie), ips: ips.join(','), cgroup: sandbox.cgroupPath, reason: 'reconcile-missing' });
+        out.reregistered++;
+      } catch (e) {
+        this.log('error', 'pod not registered', { pod: podKey(pod), reason: 'reconcile-failed', error: (e as Error).message });
+      }
+    }
+    // Map entries that no record owns (state lost, or a crash between map write and record write).
+    const owned = new Set(this.store.all().map((r) => r.netnsCookie));
+    for (const cookie of this.dp.pods().keys()) {
+      if (owned.has(String(cookie))) continue;
+      this.dp.unregisterPod(cookie);
+      this.metrics.reconciled.inc({ action: 'unregistered_stale' });
+      this.log('info', 'pod unregistered', { netns_cookie: String(cookie), reason: 'unowned-map-entry' });
+      out.removed++;
+    }
+    return out;
+  }
+
+  /** Applies changed interception annotations to a registered pod. */
+  updateSettings(r: PodRecord, pod: PodObject): boolean {
+    const d = registrationDecision(pod);
+    if (!d.register || JSON.stringify(d.interception) === JSON.stringify(r.interception)) return false;
+    try {
+      this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: d.interception });
+    } catch (e) {
+      this.log('error', 'pod settings not updated', { pod: `${r.namespace}/${r.name}`, error: (e as Error).message });
+      return false;
+    }
+    this.store.put({ ...r, interception: d.interception });
+    this.metrics.reconciled.inc({ action: 'updated' });
+    this.log('info', 'pod settings updated', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, exclude_inbound: d.interception.excludeInboundPorts.join(',') || '-', exclude_outbound: d.interception.excludeOutboundPorts.join(',') || '-', exclude_cidrs: d.interception.excludeOutboundCidrs.join(',') || '-' });
+    return true;
+  }
+
+  /** Watch events: settings changes and deletions (tombstones included). */
+  onPodUpsert(pod: PodObject): void {
+    for (const r of this.store.byUid(pod.metadata?.uid ?? '')) {
+      if (!registrationDecision(pod).register) continue;
+      this.updateSettings(r, pod);
+    }
+  }
+
+  onPodDelete(pod: PodObject): void {
+    for (const r of this.store.byUid(pod.metadata?.uid ?? '')) {
+      this.dp.unregisterPod(BigInt(r.netnsCookie));
+      this.store.delete(r.containerId);
+      this.log('info', 'pod unregistered', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, reason: 'pod-deleted' });
+    }
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The agent's two doors:
+ *  - a root-only unix socket (0600) for switchyard-cni (POST /v1/cni/{add,del,check})
+ *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/explain);
+ *  - a plain-HTTP port for /healthz, /readyz and /metrics.
+ */
+import express, { NextFunction, Request, Response } from 'express';
+import * as fs from 'fs';
+import * as http from 'http';
+import * as path from 'path';
+import { AddressInfo, isIP } from 'net';
+import { counterKey } from '../dataplane/abi';
+import { Dataplane } from '../dataplane/dataplane';
+import { AgentMetrics } from './metrics';
+import { explain } from './explain';
+import { CniError, Registrar, validateCniRequest } from './registrar';
+import { RecordStore } from './state';
+
+export interface PodStatus {
+  namespace: string;
+  name: string;
+  uid: string;
+  containerId: string;
+  netnsCookie: string;
+  cgroup?: string;
+  ips: string[];
+  ifname: string;
+  interception: unknown;
+  registeredAt: string;
+  counters: Record<string, string>;
+}
+
+function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: Record<string, string>; maps: unknown } {
+  const stringify = (o: Record<string, bigint>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]));
+  return {
+    pods: store.all().map((r) => ({
+      namespace: r.namespace,
+      name: r.name,
+      uid: r.uid,
+      containerId: r.containerId,
+      netnsCookie: r.netnsCookie,
+      cgroup: r.cgroupPath,
+      ips: r.ips,
+      ifname: r.ifname,
+      interception: r.interception,
+      registeredAt: r.registeredAt,
+      counters: stringify(dp.podCounters(BigInt(r.netnsCookie)) ?? {}),
+    })),
+    node: Object.fromEntries(Object.entries(dp.counters()).map(([k, v]) => [counterKey(k as never), String(v)])),
+    maps: dp.mapFill(),
+  };
+}
+
+export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '64kb' }));
+
+  const cni = (verb: 'add' | 'del' | 'check') => async (req: Request, res: Response) => {
+    try {
+      const body = validateCniRequest(req.body);
+      const reply = verb === 'add' ? await registrar.add(body) : verb === 'del' ? registrar.del(body) : registrar.check(body);
+      res.json(reply);
+    } catch (e) {
+      const err = e instanceof CniError ? e : new CniError(999, `internal error: ${(e as Error).message}`);
+      res.status(err.code === 11 ? 503 : 422).json({ code: err.code, message: err.message, details: err.details });
+    }
+  };
+  app.post('/v1/cni/add', cni('add'));
+  app.post('/v1/cni/del', cni('del'));
+  app.post('/v1/cni/check', cni('check'));
+
+  app.get('/v1/status', (_req, res) => void res.json(status(store, dp)));
+  app.get('/v1/status/:namespace/:name', (req, res) => {
+    const pod = status(store, dp).pods.find((p) => p.namespace === req.params.namespace && p.name === req.params.name);
+    if (!pod) res.status(404).json({ error: `pod ${req.params.namespace}/${req.params.name} is not registered on this node` });
+    else res.json(pod);
+  });
+  app.get('/v1/explain', (req, res) => {
+    const [ns, name] = String(req.query.pod ?? '').split('/');
+    const dst = String(req.query.dst ?? '');
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(dst);
+    const uid = req.query.uid === undefined ? 0 : Number(req.query.uid);
+    if (!m || !isIP(m[1]) || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      res.status(400).json({ error: `destination '${dst}' must be IP:PORT (IPv6 as [IP]:PORT)` });
+      return;
+    }
+    const record = store.byPod(ns, name);
+    if (!record) {
+      res.json({ verdict: 'direct', target: dst, reasons: [`${ns}/${name} is not a registered mesh pod on this node: nothing is intercepted`] });
+      return;
+    }
+    const config = dp.pod(BigInt(record.netnsCookie));
+    if (!config) {
+      res.status(409).json({ error: `${ns}/${name} has a record but no map entry; the agent will repair it on reconcile` });
+      return;
+    }
+    const byIp = (ip: string) => {
+      const r = store.all().find((x) => x.ips.includes(ip));
+      const c = r && dp.pod(BigInt(r.netnsCookie));
+      return r && c ? { name: `${r.namespace}/${r.name}`, config: c } : undefined;
+    };
+    res.json(explain(config, { ip: m[1], port: Number(m[2]) }, uid, byIp));
+  });
+
+  app.use((err: Error & { type?: string }, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    res.status(400).json({ code: 6, message: `switchyard-cni sent an unreadable request: ${err.message}` });
+  });
+  return app;
+}
+
+/** Listens on a unix socket that only root can connect to. */
+export async function listenUnix(app: express.Express, socketPath: string): Promise<http.Server> {
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  fs.rmSync(socketPath, { force: true }); // a socket left by a previous agent
+  const server = http.createServer(app);
+  const old = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  } finally {
+    process.umask(old);
+  }
+  fs.chmodSync(socketPath, 0o600);
+  return server;
+}
+
+export async function listenMetrics(metrics: AgentMetrics, ready: () => boolean, host: string, port: number): Promise<{ server: http.Server; port: number }> {
+  const app = express();
+  app.get('/healthz', (_req, res) => void res.send('ok\n'));
+  app.get('/readyz', (_req, res) => void (ready() ? res.send('ready\n') : res.status(503).send('not ready\n')));
+  app.get('/metrics', async (_req, res) => void res.set('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+}
