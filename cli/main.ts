@@ -59,7 +59,8 @@ function wantsJson(args: string[]): boolean {
 function agentGet(socketPath: string, urlPath: string): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     http
-      .get({ socketPath, path: urlPath }, (res) => {
+      // agent: false: no keep-alive pool, so a connection the agent idled out is never reused.
+      .get({ socketPath, path: urlPath, agent: false }, (res) => {
         let data = '';
         res.on('data', (c) => (data += c)).on('end', () => {
           try {
@@ -128,8 +129,9 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
   }
   const rows = [['NAMESPACE', 'POD', 'IPS', 'NETNS-COOKIE', 'OUTBOUND', 'INBOUND', 'TC-INBOUND', 'EXCLUDED', 'DROPPED', 'AGE']];
   for (const p of r.body.pods) {
-    const c = p.counters;
-    rows.push([p.namespace, p.name, p.ips.join(','), p.netnsCookie, c.redirected_outbound, c.redirected_inbound, c.tc_inbound_new, c.excluded, c.dropped, age(p.registeredAt)]);
+    const c = p.counters as Record<string, string | undefined>;
+    const n = (k: string) => c[k] ?? '-'; // '-': the record has no map entry (reconcile repairs it)
+    rows.push([p.namespace, p.name, p.ips.join(','), p.netnsCookie, n('redirected_outbound'), n('redirected_inbound'), n('tc_inbound_new'), n('excluded'), n('dropped'), age(p.registeredAt)]);
   }
   out(table(rows));
   out(`${r.body.pods.length} pods registered; node: ${Object.entries(r.body.node as Record<string, string>).filter(([, v]) => v !== '0').map(([k, v]) => `${k}=${v}`).join(' ') || 'no traffic yet'}\n`);

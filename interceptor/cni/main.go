@@ -36,6 +36,9 @@ const (
 // PluginConf is this plugin's entry in the conflist.
 type PluginConf struct {
 	types.NetConf
+	// rawPrevResult is prevResult exactly as received: it is printed back
+	// byte-for-byte, not re-encoded (a round trip drops fields such as an empty dns).
+	rawPrevResult json.RawMessage
 	AgentSocket    string `json:"agentSocket,omitempty"`
 	TimeoutSeconds int    `json:"timeoutSeconds,omitempty"`
 	// FailOpen lets pods start when the agent cannot be reached. They then run
@@ -79,6 +82,11 @@ func parseConf(stdin []byte) (*PluginConf, error) {
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, "switchyard-cni: the network configuration on stdin is not valid JSON", err.Error())
 	}
+	var raw struct {
+		PrevResult json.RawMessage `json:"prevResult"`
+	}
+	_ = json.Unmarshal(stdin, &raw)
+	conf.rawPrevResult = raw.PrevResult
 	if err := version.ParsePrevResult(&conf.NetConf); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, "switchyard-cni: cannot parse prevResult", err.Error())
 	}
@@ -160,12 +168,14 @@ func logLine(conf *PluginConf, format string, a ...any) {
 	fmt.Fprintf(f, "%s "+format+"\n", append([]any{time.Now().UTC().Format(time.RFC3339Nano)}, a...)...)
 }
 
-// passThrough prints prevResult unchanged, in the config's version.
+// passThrough prints prevResult unchanged. In a conflist every plugin shares
+// the list's cniVersion, so prevResult is already in the version to answer in.
 func passThrough(conf *PluginConf) error {
-	if conf.PrevResult == nil {
+	if len(conf.rawPrevResult) == 0 {
 		return types.PrintResult(&current.Result{CNIVersion: current.ImplementedSpecVersion}, conf.CNIVersion)
 	}
-	return types.PrintResult(conf.PrevResult, conf.CNIVersion)
+	_, err := os.Stdout.Write(append(conf.rawPrevResult, '\n'))
+	return err
 }
 
 func cmdAdd(args *skel.CmdArgs) error {

@@ -46,9 +46,14 @@ export class FakeApiServer {
     return m ? (o) => (o.spec as { nodeName?: string } | undefined)?.nodeName === m[1] : () => true;
   }
 
+  /** Every change, so a watch from resourceVersion N first replays what happened after N. */
+  private readonly history: { rv: number; type: string; object: Obj }[] = [];
+
   private emit(type: string, object: unknown): void {
+    const o = object as Obj;
+    if (type !== 'BOOKMARK') this.history.push({ rv: Number(o.metadata.resourceVersion), type, object: o });
     const line = JSON.stringify({ type, object }) + '\n';
-    for (const w of this.watchers) if (type === 'BOOKMARK' || (this.selectors.get(w) ?? (() => true))(object as Obj)) w.write(line);
+    for (const w of this.watchers) if (type === 'BOOKMARK' || (this.selectors.get(w) ?? (() => true))(o)) w.write(line);
   }
 
   upsert(obj: Obj): void {
@@ -95,8 +100,10 @@ export class FakeApiServer {
       }
       res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
       res.flushHeaders();
+      const match = FakeApiServer.selector(url);
+      for (const h of this.history) if (h.rv > from && match(h.object)) res.write(JSON.stringify({ type: h.type, object: h.object }) + '\n');
       this.watchers.add(res);
-      this.selectors.set(res, FakeApiServer.selector(url));
+      this.selectors.set(res, match);
       req.on('close', () => {
         this.watchers.delete(res);
         this.selectors.delete(res);

@@ -219,6 +219,9 @@ export class Registrar {
         this.metrics.reconciled.inc({ action: 'unregistered_stale' });
         this.log('info', 'pod unregistered', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, reason: pod ? 'no-longer-managed' : 'pod-deleted' });
         out.removed++;
+      } else if (!this.dp.pod(BigInt(r.netnsCookie))) {
+        // The record outlived its map entry (removed by hand, or a crash mid-registration).
+        if (this.reregister(r)) out.reregistered++;
       } else if (this.updateSettings(r, pod)) out.updated++;
     }
     for (const pod of live.values()) {
@@ -260,6 +263,19 @@ export class Registrar {
       out.removed++;
     }
     return out;
+  }
+
+  private reregister(r: PodRecord): boolean {
+    try {
+      const reg = this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: r.interception, ifname: r.ifname });
+      this.store.put({ ...r, netnsCookie: String(reg.netnsCookie) });
+      this.metrics.reconciled.inc({ action: 'reregistered' });
+      this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), reason: 'reconcile-missing-entry' });
+      return true;
+    } catch (e) {
+      this.log('error', 'pod not registered', { pod: `${r.namespace}/${r.name}`, reason: 'reconcile-failed', error: (e as Error).message });
+      return false;
+    }
   }
 
   /** Applies changed interception annotations to a registered pod. */
