@@ -111,7 +111,12 @@ export class FakeApiServer {
       return;
     }
     res.writeHead(200, { 'content-type': 'application/json' });
-    const items = [...this.objects.values()].filter(FakeApiServer.selector(url));
-    res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items }));
+    const all = [...this.objects.values()].filter(FakeApiServer.selector(url));
+    // Paging as the apiserver does it: limit, and an opaque continue token (here an offset).
+    const offset = Number(url.searchParams.get('continue') || 0);
+    const limit = Number(url.searchParams.get('limit') || all.length || 1);
+    const items = all.slice(offset, offset + limit);
+    const more = offset + limit < all.length;
+    res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), ...(more ? { continue: String(offset + limit) } : {}) }, items }));
   }
 }

@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG } from '../../webhook/src/config';
 import { interceptionAnnotations, podSettings } from '../../webhook/src/annotations';
 import { ANNOTATIONS, MANAGED_LABEL } from '../../webhook/src/contract';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
+import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
 import { run as cli } from '../../cli/main';
 import { CniPluginError, CniRuntime, execPlugin, Invocation } from '../helpers/cni-runtime';
 import { FakeApiServer } from '../helpers/fake-apiserver';
@@ -93,7 +94,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
   }
 
   async function startAgent(): Promise<void> {
-    agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', configFile], { label: 'agent' });
+    agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', configFile], { label: 'agent' });
     const ready = await agent.waitForJson((o) => o.event === 'ready', 30000);
     metricsPort = Number(ready.metricsPort);
   }

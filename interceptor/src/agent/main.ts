@@ -10,9 +10,9 @@
  * bpffs if needed, load+pin+attach or adopt existing pins, open the unix
  * socket, start the node-scoped pod informer, reconcile, report ready.
  */
-import * as k8s from '@kubernetes/client-node';
 import * as fs from 'fs';
 import { ConfigError } from '../dataplane/config';
+import { KubeClient, KubeConfigError, connectionFor } from '../kube/client';
 import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../webhook/src/log';
@@ -40,10 +40,8 @@ async function run(cfg: AgentConfig): Promise<void> {
   }
   const store = new RecordStore(cfg.stateDir);
   const metrics = new AgentMetrics(() => dp, store);
-  const kc = new k8s.KubeConfig();
-  if (cfg.kubeconfig) kc.loadFromFile(cfg.kubeconfig);
-  else kc.loadFromDefault();
-  const pods = new PodCache(kc, cfg.nodeName, (e) => log('warn', 'pod watch failed; restarting', { error: String((e as Error)?.message ?? e) }));
+  const kube = new KubeClient(connectionFor(cfg.kubeconfig));
+  const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));
   const registrar = new Registrar(cfg, dp, pods, store, metrics, log);
 
   let ready = false;
@@ -71,7 +69,9 @@ async function run(cfg: AgentConfig): Promise<void> {
   const stop = () => {
     clearInterval(timer);
     // Pins stay: the programs keep redirecting until the next agent adopts them.
-    void Promise.all([pods.stop(), new Promise((r) => api.close(r)), new Promise((r) => m.server.close(r))]).then(() => {
+    pods.stop();
+    kube.close();
+    void Promise.all([new Promise((r) => api.close(r)), new Promise((r) => m.server.close(r))]).then(() => {
       dp.close();
       process.exit(0);
     });
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: Error) => {
-  const known = e instanceof ConfigError || e instanceof HostError || e.name === 'DataplaneError';
+  const known = e instanceof ConfigError || e instanceof HostError || e instanceof KubeConfigError || e.name === 'DataplaneError';
   log('error', 'interceptor cannot start', { error: e.message });
   if (!known) process.stderr.write(`${e.stack}\n`);
   process.exit(1);

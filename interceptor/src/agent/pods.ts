@@ -1,62 +1,58 @@
 /**
- * Pods on this node, from an informer restricted by field selector
+ * Pods on this node, from a reflector restricted by field selector
  * (spec.nodeName=<node>). ADD waits here, boundedly, for a pod the kubelet
- * knows about but our watch has not delivered yet.
+ * knows about but our watch has not delivered yet. Pods are kept slim: only
+ * the fields registration reads.
  */
-import * as k8s from '@kubernetes/client-node';
 import { EventEmitter } from 'events';
-import { PodObject } from './decision';
+import { KubeClient } from '../kube/client';
+import { Reflector } from '../kube/reflector';
+import { PodObject, podKey } from './decision';
+
+/** The fields of a Pod that the agent reads; everything else is dropped on arrival. */
+export function slimPod(raw: any): PodObject {
+  const m = raw?.metadata ?? {};
+  const s = raw?.status ?? {};
+  return {
+    metadata: { name: m.name, namespace: m.namespace, uid: m.uid, labels: m.labels, annotations: m.annotations, resourceVersion: m.resourceVersion },
+    spec: { nodeName: raw?.spec?.nodeName, hostNetwork: raw?.spec?.hostNetwork },
+    status: { podIP: s.podIP, podIPs: s.podIPs, phase: s.phase },
+  };
+}
 
 export class PodCache extends EventEmitter {
-  private readonly byKey = new Map<string, PodObject>();
-  private informer?: k8s.Informer<k8s.V1Pod>;
-  synced = false;
+  private readonly reflector: Reflector<PodObject>;
 
-  constructor(
-    private readonly kc: k8s.KubeConfig,
-    private readonly nodeName: string,
-    private readonly onError: (e: unknown) => void,
-  ) {
+  constructor(client: KubeClient, nodeName: string, onError: (e: Error) => void) {
     super();
     this.setMaxListeners(0);
+    this.reflector = new Reflector<PodObject>({
+      client,
+      path: '/api/v1/pods',
+      params: { fieldSelector: `spec.nodeName=${nodeName}` },
+      slim: slimPod,
+      key: podKey,
+      resourceVersion: (p) => p.metadata?.resourceVersion,
+      onError,
+    });
+    this.reflector.on('upsert', (p, old) => this.emit('upsert', p, old));
+    this.reflector.on('delete', (p) => this.emit('delete', p));
+  }
+
+  get synced(): boolean {
+    return this.reflector.synced;
   }
 
   get(namespace: string, name: string): PodObject | undefined {
-    return this.byKey.get(`${namespace}/${name}`);
+    return this.reflector.get(`${namespace}/${name}`);
   }
 
   all(): PodObject[] {
-    return [...this.byKey.values()];
+    return this.reflector.all();
   }
 
-  async start(): Promise<void> {
-    const api = this.kc.makeApiClient(k8s.CoreV1Api);
-    const selector = `spec.nodeName=${this.nodeName}`;
-    const informer = k8s.makeInformer(this.kc, `/api/v1/pods?fieldSelector=${encodeURIComponent(selector)}`, () =>
-      api.listPodForAllNamespaces(undefined, undefined, selector),
-    );
-    const key = (p: k8s.V1Pod) => `${p.metadata?.namespace}/${p.metadata?.name}`;
-    informer.on('add', (p) => {
-      this.byKey.set(key(p), p as PodObject);
-      this.emit('upsert', p, undefined);
-    });
-    informer.on('update', (p) => {
-      const old = this.byKey.get(key(p));
-      this.byKey.set(key(p), p as PodObject);
-      this.emit('upsert', p, old);
-    });
-    informer.on('delete', (p) => {
-      // A tombstone may carry a stale object; the key and uid are what matter.
-      this.byKey.delete(key(p));
-      this.emit('delete', p);
-    });
-    informer.on('error', (err: unknown) => {
-      this.onError(err);
-      setTimeout(() => void informer.start().catch(this.onError), 1000).unref();
-    });
-    this.informer = informer;
-    await informer.start();
-    this.synced = true;
+  start(): Promise<void> {
+    return this.reflector.start();
   }
 
   /** The pod with this name (and uid, when given), waiting up to timeoutMs for the watch to deliver it. */
@@ -78,7 +74,7 @@ export class PodCache extends EventEmitter {
     });
   }
 
-  async stop(): Promise<void> {
-    await this.informer?.stop();
+  stop(): void {
+    this.reflector.stop();
   }
 }

@@ -30,7 +30,7 @@ export interface PodStatus {
   counters: Record<string, string>;
 }
 
-function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: Record<string, string>; maps: unknown } {
+function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: Record<string, string>; maps: unknown; memory: NodeJS.MemoryUsage } {
   const stringify = (o: Record<string, bigint>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]));
   return {
     pods: store.all().map((r) => ({
@@ -48,6 +48,7 @@ function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: R
     })),
     node: Object.fromEntries(Object.entries(dp.counters()).map(([k, v]) => [counterKey(k as never), String(v)])),
     maps: dp.mapFill(),
+    memory: process.memoryUsage(),
   };
 }
 
