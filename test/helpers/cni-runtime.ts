@@ -49,7 +49,9 @@ export function execPlugin(
   // Like libcni: the first directory of CNI_PATH that has the plugin.
   const bin = binDirs.map((d) => `${d}/${type}`).find((p) => fs.existsSync(p));
   if (!bin) return Promise.reject(new Error(`CNI plugin ${type} not found in ${binDirs.join(':')}`));
-  const argv = nodeNetns ? ['ip', 'netns', 'exec', nodeNetns, bin] : [bin];
+  // nsenter joins only the network namespace (ip netns exec also remounts /sys, which costs
+  // more as mounts grow); plugins talk netlink, which follows the network namespace.
+  const argv = nodeNetns ? ['nsenter', `--net=/var/run/netns/${nodeNetns}`, bin] : [bin];
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(argv[0], argv.slice(1), {

@@ -12,8 +12,28 @@ function matches(name: string, uid: string): boolean {
   return name === plain || name.endsWith(`-${systemd}.slice`) || name === `${systemd}.slice`;
 }
 
-/** Breadth-first, at most `depth` levels below root. */
+/** Where the kubelet puts a pod's cgroup, for each QoS class and cgroup driver, below `root`. */
+function wellKnown(root: string, uid: string): string[] {
+  const u = uid.replace(/-/g, '_');
+  const out: string[] = [];
+  for (const base of ['', 'kubepods']) {
+    out.push(path.join(root, base, `pod${uid}`));
+    for (const qos of ['burstable', 'besteffort']) out.push(path.join(root, base, qos, `pod${uid}`));
+  }
+  for (const base of ['', 'kubepods.slice']) {
+    out.push(path.join(root, base, `kubepods-pod${u}.slice`));
+    for (const qos of ['burstable', 'besteffort']) out.push(path.join(root, base, `kubepods-${qos}.slice`, `kubepods-${qos}-pod${u}.slice`));
+  }
+  return out;
+}
+
+/**
+ * The kubelet's well-known paths first (constant time, whatever the pod
+ * count), then breadth-first, at most `depth` levels below root.
+ */
 export function findPodCgroup(root: string, uid: string, depth = 3): string | undefined {
+  const known = wellKnown(root, uid).find((p) => fs.existsSync(p));
+  if (known) return known;
   let level = [root];
   for (let d = 0; d <= depth && level.length; d++) {
     const next: string[] = [];

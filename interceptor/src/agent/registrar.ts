@@ -110,8 +110,11 @@ export class Registrar {
     if (req.ips.length === 0) fail('no-ips', new CniError(7, `the previous CNI plugin assigned no IP to ${who}; switchyard-cni must run after the plugin that does`));
 
     const cgroupPath = findPodCgroup(this.cfg.podCgroupRoot ?? this.cfg.cgroupPath, pod!.metadata!.uid!);
+    const lookedUp = ms(started);
     try {
+      const kernelStart = process.hrtime.bigint();
       const reg = this.dp.registerPod({ netnsPath: req.netns, cgroupPath, ips: req.ips, interception: d.interception, ifname: req.ifname });
+      const kernelMs = ms(kernelStart);
       const record: PodRecord = {
         containerId: req.containerId,
         namespace: req.podNamespace,
@@ -143,6 +146,8 @@ export class Registrar {
         exclude_cidrs: d.interception.excludeOutboundCidrs.join(',') || '-',
         reclaimed_ips: reg.reclaimedIps.join(',') || undefined,
         duration_ms: (seconds * 1000).toFixed(2),
+        lookup_ms: lookedUp.toFixed(2), // API cache wait + cgroup lookup
+        kernel_ms: kernelMs.toFixed(2), // map writes + tc attach
       });
       return { registered: true, reason: 'registered', netnsCookie: record.netnsCookie };
     } catch (e) {

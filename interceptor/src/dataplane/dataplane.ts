@@ -242,6 +242,15 @@ export class Dataplane {
     this.closed = true;
   }
 
+  private mountCache?: string;
+  /**
+   * Read once: mountinfo grows by one line per netns (each is a bind mount
+   * under /var/run/netns), so parsing it per registration would cost O(pods).
+   */
+  private cgroup2Mount(): string {
+    return (this.mountCache ??= findCgroup2Mount());
+  }
+
   private fd(m: MapName): number {
     if (this.closed) throw new DataplaneError('the dataplane handle is closed');
     return this.fds.get(m)!;
@@ -265,7 +274,7 @@ export class Dataplane {
     const config: PodConfig = {
       ips: spec.ips,
       cgroupId,
-      cgroupLevel: spec.cgroupPath ? cgroupLevel(spec.cgroupPath) : 0,
+      cgroupLevel: spec.cgroupPath ? cgroupLevel(spec.cgroupPath, this.cgroup2Mount()) : 0,
       sidecarUid: interception.sidecarUid,
       outboundPort: interception.outboundPort,
       inboundPort: interception.inboundPort,
