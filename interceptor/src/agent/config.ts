@@ -29,6 +29,8 @@ export interface AgentConfig {
   mapSizes: MapSizes;
   /** Attaching at the cgroup2 root must be asked for explicitly. */
   allowRootCgroup: boolean;
+  /** Splice pod↔sidecar sockets through the sockmap (takes effect when the programs are loaded). */
+  sockmapAcceleration: boolean;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -41,6 +43,7 @@ export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
   stateDir: '/run/switchyard/state',
   mapSizes: validateMapSizes({}),
   allowRootCgroup: false,
+  sockmapAcceleration: true,
 };
 
 export function validateAgentConfig(raw: unknown): AgentConfig {
@@ -78,7 +81,11 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
     if (!Number.isInteger(r.podWaitMs) || (r.podWaitMs as number) < 0 || (r.podWaitMs as number) > 60000) problems.push('podWaitMs must be an integer from 0 to 60000');
     else cfg.podWaitMs = r.podWaitMs as number;
   }
-  if (r.allowRootCgroup !== undefined) cfg.allowRootCgroup = r.allowRootCgroup === true;
+  for (const k of ['allowRootCgroup', 'sockmapAcceleration'] as const) {
+    if (r[k] === undefined) continue;
+    if (typeof r[k] !== 'boolean') problems.push(`${k} must be true or false, got ${JSON.stringify(r[k])}`);
+    else cfg[k] = r[k] as boolean;
+  }
   if (r.mapSizes !== undefined) {
     try {
       cfg.mapSizes = validateMapSizes(r.mapSizes as Partial<MapSizes>);

@@ -35,8 +35,8 @@ async function run(cfg: AgentConfig): Promise<void> {
     dp = Dataplane.adopt({ pinRoot: cfg.pinRoot, cgroupPath: cfg.cgroupPath });
     log('info', 'adopted the pinned dataplane; traffic was never interrupted', { pin_root: cfg.pinRoot });
   } else {
-    dp = Dataplane.load({ cgroupPath: cfg.cgroupPath, pinRoot: cfg.pinRoot, mapSizes: cfg.mapSizes, allowRootCgroup: cfg.allowRootCgroup });
-    log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath });
+    dp = Dataplane.load({ cgroupPath: cfg.cgroupPath, pinRoot: cfg.pinRoot, mapSizes: cfg.mapSizes, allowRootCgroup: cfg.allowRootCgroup, sockmapAcceleration: cfg.sockmapAcceleration });
+    log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath, sockmap_acceleration: cfg.sockmapAcceleration });
   }
   const store = new RecordStore(cfg.stateDir);
   const metrics = new AgentMetrics(() => dp, store);

@@ -71,6 +71,11 @@ export interface DataplaneOptions {
   allowRootCgroup?: boolean;
   /** How kernel features are detected; the default asks the kernel. */
   probe?: FeatureProbe;
+  /**
+   * Splice pod↔sidecar sockets through the sockmap (sk_msg). On by default;
+   * off leaves the TCP loopback path, e.g. to compare or to rule it out.
+   */
+  sockmapAcceleration?: boolean;
 }
 
 export interface PodSpec {
@@ -151,7 +156,7 @@ export class Dataplane {
       for (const p of PROGRAMS) {
         const progPin = path.join(pinRoot, 'progs', p.name);
         if ('cgroupHook' in p) n.attachCgroup(progPin, cgroupPath, p.cgroupHook, path.join(pinRoot, 'links', p.cgroupHook));
-        if ('skMsgMap' in p) n.attachSkMsg(progPin, path.join(pinRoot, p.skMsgMap));
+        if ('skMsgMap' in p && opts.sockmapAcceleration !== false) n.attachSkMsg(progPin, path.join(pinRoot, p.skMsgMap));
       }
       return new Dataplane(pinRoot, cgroupPath);
     } catch (e) {

@@ -1,0 +1,29 @@
+import { ConfigError } from '../dataplane/config';
+import { AGENT_DEFAULTS, validateAgentConfig } from './config';
+
+describe('agent configuration', () => {
+  test('the two required settings are enough; everything else has a production default', () => {
+    const c = validateAgentConfig({ nodeName: 'n1', cgroupPath: '/sys/fs/cgroup/kubepods' });
+    expect(c).toMatchObject({ ...AGENT_DEFAULTS, nodeName: 'n1', cgroupPath: '/sys/fs/cgroup/kubepods' });
+    expect(c.failurePolicy).toBe('fail-closed');
+    expect(c.sockmapAcceleration).toBe(true);
+  });
+
+  test('every problem is reported at once, in one error', () => {
+    let err: unknown;
+    try {
+      validateAgentConfig({ cgroupPath: '', failurePolicy: 'maybe', metricsPort: 70000, sockmapAcceleration: 'yes', podWaitMs: -1, colour: 'blue' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const m = (err as Error).message;
+    for (const part of ["unknown setting 'colour'", 'nodeName must be a non-empty string (set NODE_NAME', 'cgroupPath must be', 'failurePolicy must be "fail-closed" or "fail-open", got "maybe"', 'metricsPort must be', 'sockmapAcceleration must be true or false, got "yes"', 'podWaitMs must be']) {
+      expect(m).toContain(part);
+    }
+  });
+
+  test('a non-mapping is refused', () => {
+    expect(() => validateAgentConfig('nodeName: x')).toThrow('it must be a mapping of settings');
+  });
+});

@@ -1,0 +1,40 @@
+/**
+ * sockmapAcceleration: false keeps interception exactly as it is but leaves
+ * the app <-> sidecar hop on TCP loopback: sockets are still tracked, and no
+ * message is redirected by sk_msg.
+ */
+import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
+import { describeKernel, requireKernel } from '../helpers/kernel';
+import { NetLab, Pod } from '../helpers/netlab';
+
+describeKernel('sockmap acceleration off', () => {
+  let lab: NetLab;
+  let dp: Dataplane;
+  let client: Pod, server: Pod;
+
+  beforeAll(async () => {
+    requireKernel();
+    lab = new NetLab();
+    const node = lab.addNode('node', '10.76.0');
+    client = lab.addPod(node, 'client');
+    server = lab.addPod(node, 'server');
+    dp = Dataplane.load({ cgroupPath: lab.cgroupRoot, pinRoot: lab.pinRoot, sockmapAcceleration: false });
+    dp.registerPod({ netnsPath: client.netnsPath, cgroupPath: client.cgroup, ips: [client.ip], interception: DEFAULT_INTERCEPTION, ifname: 'eth0' });
+    await Promise.all([lab.sidecar(client), lab.server(server, [8080])]);
+  });
+
+  afterAll(async () => {
+    dp?.close();
+    await lab?.cleanup();
+  });
+
+  test('traffic is intercepted and intact, and sk_msg redirects nothing', async () => {
+    const before = dp.counters();
+    const r = await lab.run(client, 'test/fixtures/client.js', ['--host', server.ip, '--port', '8080', '--pingpong', '20', '--seed', '3'], { uid: 1000 });
+    const after = dp.counters();
+    expect(r).toMatchObject({ intact: true, peer: '127.0.0.1:15001' });
+    expect(after.SY_C_CONNECT_REDIRECTED_OUTBOUND - before.SY_C_CONNECT_REDIRECTED_OUTBOUND).toBe(1n);
+    expect(after.SY_C_SKMSG_REDIRECTED - before.SY_C_SKMSG_REDIRECTED).toBe(0n);
+  });
+});
