@@ -23,8 +23,8 @@ CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden 
 CNI        := $(BUILD)/cni/switchyard-cni
 CNI_SRC    := $(wildcard interceptor/cni/*.go) interceptor/cni/go.mod interceptor/cni/go.sum
 
-.PHONY: all bpf native cni ts clean
-all: bpf native cni ts
+.PHONY: all bpf native cni ts bench-tools clean
+all: bpf native cni ts bench-tools
 
 bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
@@ -42,6 +42,13 @@ cni: $(CNI)
 $(CNI): $(CNI_SRC)
 	@mkdir -p $(@D)
 	cd interceptor/cni && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../../$@ .
+
+# The benchmark's lean proxy and HTTP server (bench/ only).
+LEAN       := $(BUILD)/bench/lean
+bench-tools: $(LEAN)
+$(LEAN): bench/tools/lean.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
 
 ts:
 	npx tsc -p tsconfig.json
