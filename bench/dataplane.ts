@@ -116,12 +116,19 @@ function hostBusyUs(): number {
 
 const cgroupUs = (cg: string) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(cg, 'cpu.stat'), 'utf8'))![1]);
 
-function conntrackCount(netns: string): number {
+/**
+ * Conntrack entry ids in a netns. Entries a run created are still there when
+ * it ends (TIME_WAIT lasts 120 s), so new ids = entries the run created, while
+ * a plain count can stand still as older entries expire.
+ */
+function conntrackIds(netns: string): Set<string> {
+  let out = '';
   try {
-    return Number(sh('ip', ['netns', 'exec', netns, 'conntrack', '-C']).trim()) || 0;
+    out = execFileSync('ip', ['netns', 'exec', netns, 'conntrack', '-L', '-o', 'id'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 2 ** 20 });
   } catch {
-    return 0; // no conntrack state in this netns
+    return new Set(); // no conntrack state in this netns
   }
+  return new Set([...out.matchAll(/id=(\d+)/g)].map((m) => m[1]));
 }
 
 export interface DataplaneBenchOptions {
@@ -137,8 +144,10 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
   const lab = new NetLab();
   const procs: Proc[] = [];
   const dps: Dataplane[] = [];
-  const pinRoots = [`${lab.pinRoot}-c`, `${lab.pinRoot}-d`];
+  const pinRoots = [lab.addPinRoot('c'), lab.addPinRoot('d')];
   const statsWas = fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
+  const restoreStats = () => fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
+  NetLab.cleanupOnSignals(restoreStats);
   try {
     const node = lab.addNode('node', '10.90.0');
     const srv = lab.addPod(node, 'srv');
@@ -213,7 +222,7 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
       const s = where[scenario];
       const client = (argv: string[]) => start(s.pod, s.cgroup, argv, APP_UID, `${scenario} ${w.id}`);
       const T = String(o.seconds);
-      const ct0 = conntrackCount(s.pod.netns);
+      const ct0 = conntrackIds(s.pod.netns);
       const sk0 = skmsg(scenario);
       const req0 = w.kind === 'wrk' ? await serverRequests() : 0;
       if (w.kind === 'iperf3') await iperfServer();
@@ -236,7 +245,7 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
       const out = proc.lines.join('\n');
       const violations: string[] = [];
       if (code !== 0) violations.push(`${w.id} exited ${code}: ${proc.stderr.slice(-300)}`);
-      const r: RunResult = { scenario, workload: w.id, round, cgroupCpuUs, hostCpuUs, units: 0, conntrackGrowth: conntrackCount(s.pod.netns) - ct0, skMsgRedirected: Number(skmsg(scenario) - sk0), violations };
+      const r: RunResult = { scenario, workload: w.id, round, cgroupCpuUs, hostCpuUs, units: 0, conntrackGrowth: [...conntrackIds(s.pod.netns)].filter((id) => !ct0.has(id)).length, skMsgRedirected: Number(skmsg(scenario) - sk0), violations };
       if (w.kind === 'sockperf') {
         const p = parseSockperf(out + proc.stderr);
         Object.assign(r, { p50Us: p.p50Us, p99Us: p.p99Us, p999Us: p.p999Us, messages: p.received, units: p.received });
@@ -305,10 +314,9 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
     );
     return { rounds: o.rounds, seconds: o.seconds, sinkBytes: SINK_BYTES, byteChecks, proxy: 'bench/tools/lean.c (thread per connection, poll + recv/send)', runs, bpf, counters };
   } finally {
-    fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', statsWas);
+    restoreStats();
     await Promise.all(procs.map((p) => p.stop('SIGKILL')));
     for (const dp of dps) dp.close();
-    for (const root of pinRoots) if (fs.existsSync(root)) Dataplane.removePins(root);
     await lab.cleanup();
   }
 }

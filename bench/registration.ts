@@ -54,6 +54,7 @@ interface Sample {
 
 export async function benchRegistration(samples: number, concurrentRounds: number) {
   const lab = new NetLab();
+  NetLab.cleanupOnSignals();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sybench-reg-'));
   const api = new FakeApiServer('/api/v1/pods', 'PodList');
   const procs: Proc[] = [];

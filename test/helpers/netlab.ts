@@ -79,10 +79,38 @@ export class NetLab {
   private readonly cgroups: string[] = [];
   private links = 0;
 
+  private readonly extraPinRoots: string[] = [];
+
+  /** Another pin root, for a second dataplane in the same lab; removed by cleanup. */
+  addPinRoot(suffix: string): string {
+    const root = `${this.pinRoot}-${suffix}`;
+    this.extraPinRoots.push(root);
+    return root;
+  }
+
+  /** Labs of this process that have not been cleaned up yet. */
+  static readonly live = new Set<NetLab>();
+
   constructor() {
     this.cgroupRoot = path.join(this.cgroupMount, `${LAB_PREFIX}-${this.id}`);
     this.pinRoot = `/sys/fs/bpf/${LAB_PREFIX}-${this.id}`;
     this.mkCgroup(this.cgroupRoot);
+    NetLab.live.add(this);
+  }
+
+  /** For commands a person runs (demo, bench): Ctrl-C or SIGTERM removes this process's labs, then exits. */
+  static cleanupOnSignals(extra: () => void = () => undefined): void {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(sig, () => {
+        process.stderr.write(`\n${sig}: removing the lab\n`);
+        try {
+          extra();
+        } catch {
+          /* best effort: the labs below still go */
+        }
+        void Promise.allSettled([...NetLab.live].map((l) => l.cleanup())).then(() => process.exit(130));
+      });
+    }
   }
 
   private name(s: string): string {
@@ -233,11 +261,13 @@ export class NetLab {
 
   /** Removes everything the lab made. Safe to call twice and after partial setup. */
   async cleanup(): Promise<void> {
+    NetLab.live.delete(this);
     const errors: string[] = [];
     await Promise.all(this.procs.map((p) => p.stop('SIGKILL')));
-    if (fs.existsSync(this.pinRoot)) {
+    for (const root of [this.pinRoot, ...this.extraPinRoots]) {
+      if (!fs.existsSync(root)) continue;
       try {
-        Dataplane.removePins(this.pinRoot);
+        Dataplane.removePins(root);
       } catch (e) {
         errors.push((e as Error).message);
       }
@@ -291,10 +321,15 @@ export function sweepStaleLabs(): string[] {
   for (const dir of fs.readdirSync(mount)) {
     if (!dir.startsWith(`${LAB_PREFIX}-`)) continue;
     const root = path.join(mount, dir);
-    for (const child of fs.readdirSync(root, { withFileTypes: true })) {
-      if (!child.isDirectory()) continue;
-      const procs = fs.readFileSync(path.join(root, child.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
-      for (const pid of procs) {
+    // Every cgroup of the lab, parents before children; processes anywhere in it are killed.
+    const tree: string[] = [];
+    const walk = (d: string) => {
+      tree.push(d);
+      for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
+    };
+    walk(root);
+    for (const cg of tree) {
+      for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
         try {
           process.kill(Number(pid), 'SIGKILL');
         } catch {
@@ -303,19 +338,13 @@ export function sweepStaleLabs(): string[] {
       }
     }
     // Killed processes leave their cgroup as they are reaped; a busy cgroup is retried next run.
-    for (const child of fs.readdirSync(root, { withFileTypes: true })) {
-      if (!child.isDirectory()) continue;
+    for (const cg of tree.reverse()) {
       try {
-        fs.rmdirSync(path.join(root, child.name));
+        fs.rmdirSync(cg);
+        if (cg === root) removed.push(`cgroup ${root}`);
       } catch {
         /* still busy */
       }
-    }
-    try {
-      fs.rmdirSync(root);
-      removed.push(`cgroup ${root}`);
-    } catch {
-      /* still busy */
     }
   }
   return removed;
