@@ -68,7 +68,8 @@ export function sh(cmd: string, args: string[]): string {
 }
 
 export class NetLab {
-  readonly id = randomBytes(3).toString('hex');
+  /** <owner pid>p<random>: a sweep leaves the labs of live processes alone. */
+  readonly id = `${process.pid}p${randomBytes(2).toString('hex')}`;
   readonly cgroupMount = findCgroup2Mount();
   readonly cgroupRoot: string;
   readonly pinRoot: string;
@@ -290,7 +291,22 @@ export class NetLab {
   }
 }
 
-/** Removes leftovers of labs from runs that crashed before their cleanup. */
+/** A lab name's owner is gone (or it predates owner pids): its leftovers may go. */
+function isStale(name: string): boolean {
+  if (!name.startsWith(`${LAB_PREFIX}-`)) return false;
+  const m = new RegExp(`^${LAB_PREFIX}-(\\d+)p[0-9a-f]+`).exec(name);
+  if (!m) return true;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false; // a running test file, demo or bench owns it
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Removes leftovers of labs whose process died before its cleanup; live labs are left alone. */
 export function sweepStaleLabs(): string[] {
   const removed: string[] = [];
   let netns = '';
@@ -301,13 +317,13 @@ export function sweepStaleLabs(): string[] {
   }
   for (const line of netns.split('\n')) {
     const name = line.split(' ')[0];
-    if (name.startsWith(`${LAB_PREFIX}-`)) {
+    if (isStale(name)) {
       sh('ip', ['netns', 'del', name]);
       removed.push(`netns ${name}`);
     }
   }
   for (const dir of fs.existsSync('/sys/fs/bpf') ? fs.readdirSync('/sys/fs/bpf') : []) {
-    if (dir.startsWith(`${LAB_PREFIX}-`)) {
+    if (isStale(dir)) {
       Dataplane.removePins(path.join('/sys/fs/bpf', dir));
       removed.push(`pins ${dir}`);
     }
@@ -319,7 +335,7 @@ export function sweepStaleLabs(): string[] {
     return removed;
   }
   for (const dir of fs.readdirSync(mount)) {
-    if (!dir.startsWith(`${LAB_PREFIX}-`)) continue;
+    if (!isStale(dir)) continue;
     const root = path.join(mount, dir);
     // Every cgroup of the lab, parents before children; processes anywhere in it are killed.
     const tree: string[] = [];
