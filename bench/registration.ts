@@ -70,7 +70,7 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
     const socket = path.join(tmp, 'agent.sock');
     fs.writeFileSync(
       path.join(tmp, 'agent.json'),
-      JSON.stringify({ nodeName: NODE, cgroupPath: lab.cgroupRoot, podCgroupRoot: kubepods, pinRoot: lab.pinRoot, socketPath: socket, metricsPort: 0, metricsHost: '127.0.0.1', stateDir: path.join(tmp, 'state'), kubeconfig: path.join(tmp, 'kubeconfig'), podWaitMs: 2000 }),
+      JSON.stringify({ nodeName: NODE, cgroupPath: lab.cgroupRoot, podCgroupRoot: kubepods, pinRoot: lab.pinRoot, socketPath: socket, metricsPort: 0, metricsHost: '127.0.0.1', stateDir: path.join(tmp, 'state'), kubeconfig: path.join(tmp, 'kubeconfig'), podWaitMs: 2000, serviceLoadBalancing: false }),
     );
     const agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', path.join(tmp, 'agent.json')], { label: 'agent' });
     procs.push(agent);

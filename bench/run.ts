@@ -14,6 +14,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from '../native';
 import { benchDataplane, RunResult, Scenario, SCENARIOS, WORKLOADS } from './dataplane';
+import { benchLb } from './lb';
 import { benchRegistration } from './registration';
 import { benchWebhook } from './webhook';
 
@@ -136,7 +137,16 @@ export function chart(table: Record<string, Record<string, Record<string, number
   return out.join('\n');
 }
 
-function markdown(date: string, m: ReturnType<typeof machine>, dp: Awaited<ReturnType<typeof benchDataplane>>, s: ReturnType<typeof summarise>, webhook: unknown, registration: any, invalid: string[]): string {
+function markdown(
+  date: string,
+  m: ReturnType<typeof machine>,
+  dp: Awaited<ReturnType<typeof benchDataplane>>,
+  s: ReturnType<typeof summarise>,
+  webhook: unknown,
+  registration: any,
+  invalid: string[],
+  lb: Awaited<ReturnType<typeof benchLb>> | undefined,
+): string {
   const f = (v: number, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : '–');
   const lines = [
     `# Switchyard benchmark, ${date}`,
@@ -166,6 +176,10 @@ function markdown(date: string, m: ReturnType<typeof machine>, dp: Awaited<Retur
   }
   lines.push('', '## BPF cost per program (kernel.bpf_stats_enabled, over the whole run)', '', '| program | c ns/run | d ns/run | d runs |', '|---|---|---|---|');
   for (const p of Object.keys(dp.bpf.d)) lines.push(`| ${p} | ${f(dp.bpf.c[p]?.nsPerRun ?? NaN, 0)} | ${f(dp.bpf.d[p].nsPerRun, 0)} | ${dp.bpf.d[p].runCnt} |`);
+  if (lb) lines.push('', '## Service load balancing (wrk to a ClusterIP with 3 backends)', '', '| comparison | ratio |', '|---|---|', ...Object.entries(lb.ratios).map(([k, v]) => `| ${k} | ${f(v, 3)} |`), '');
+  if (lb) lines.push('| workload | direct req/s | iptables req/s | socket LB req/s | direct p99 µs | iptables p99 µs | socket LB p99 µs |', '|---|---|---|---|---|---|---|');
+  for (const [w, row] of Object.entries(lb?.table ?? {})) lines.push(`| ${w} | ${f(row.direct.reqPerSec, 0)} | ${f(row.iptables.reqPerSec, 0)} | ${f(row.socketlb.reqPerSec, 0)} | ${f(row.direct.latP99Us, 0)} | ${f(row.iptables.latP99Us, 0)} | ${f(row.socketlb.latP99Us, 0)} |`);
+  if (lb) lines.push('', `Map updates: ${lb.mapUpdate.services} Services × ${lb.mapUpdate.endpointsEach} endpoints programmed through the controller in ${f(lb.mapUpdate.fullSyncMs, 0)} ms; one EndpointSlice change reaches the maps in p50 ${f(lb.mapUpdate.updateP50Ms, 2)} ms, p99 ${f(lb.mapUpdate.updateP99Ms, 2)} ms.`);
   if (registration) {
     const r = registration;
     lines.push('', '## Registration (CNI ADD → maps and tc ready → first redirected connection)', '', '| pods registered before | chain ADD p50/p99 ms | switchyard-cni p50/p99 ms | agent p50/p99 ms | first redirected connection p50/p99 ms | escapes |', '|---|---|---|---|---|---|');
@@ -190,21 +204,36 @@ async function main(): Promise<void> {
 
   log(`dataplane: ${rounds} rounds × ${WORKLOADS.length} workloads × ${SCENARIOS.length} scenarios, ${seconds} s each`);
   const dp = await benchDataplane({ rounds, seconds, log });
-  const webhook = controlPlane ? (log('webhook: 200 req/s over HTTPS for 10 s'), await benchWebhook(200, 10)) : undefined;
-  const registration = controlPlane ? (log('registration: 0, 100, 1000 pods registered; 10 concurrent ADDs'), await benchRegistration(40, 4)) : undefined;
+  const failed: string[] = [];
+  /** A section that fails is reported and the rest still runs: one crash must not lose a 15-minute run. */
+  const section = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
+    try {
+      return await f();
+    } catch (e) {
+      log(`${name} FAILED: ${(e as Error).stack}`);
+      failed.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  log('service load balancing: direct, iptables DNAT, socket LB');
+  const lb = await section('lb', () => benchLb({ rounds, seconds, log }));
+  const webhook = controlPlane ? (log('webhook: 200 req/s over HTTPS for 10 s'), await section('webhook', () => benchWebhook(200, 10))) : undefined;
+  const registration = controlPlane ? (log('registration: 0, 100, 1000 pods registered; 10 concurrent ADDs'), await section('registration', () => benchRegistration(40, 4))) : undefined;
 
   const s = summarise(dp.runs);
   const invalid = [
+    ...failed,
     ...dp.runs.flatMap((r) => r.violations.map((v) => `${r.scenario} ${r.workload} round ${r.round}: ${v}`)),
     ...dp.byteChecks.filter((b) => !b.ok).map((b) => `byte check failed in ${b.scenario} round ${b.round}`),
     ...(registration && registration.escapes ? [`${registration.escapes} connections escaped the sidecar during registration`] : []),
+    ...(lb?.runs ?? []).flatMap((r) => r.errors.map((e) => `lb ${r.scenario} ${r.workload} round ${r.round}: ${e}`)),
   ];
-  const raw = { date, machine: m, valid: invalid.length === 0, invalid, dataplane: dp, summary: s, webhook, registration };
+  const raw = { date, machine: m, valid: invalid.length === 0, invalid, dataplane: dp, summary: s, lb, webhook, registration };
   fs.writeFileSync(path.join(dir, `${date}.json`), JSON.stringify(raw, null, 2) + '\n');
   const svg = chart(s.table, `Switchyard dataplane, ${date}: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}`);
   fs.writeFileSync(path.join(dir, `${date}.svg`), svg);
   fs.writeFileSync(path.join(dir, 'latest.svg'), svg);
-  const md = markdown(date, m, dp, s, webhook, registration, invalid);
+  const md = markdown(date, m, dp, s, webhook, registration, invalid, lb);
   fs.writeFileSync(path.join(dir, `${date}.md`), md);
   log(`\n${md}`);
   log(`wrote bench/results/${date}.json, ${date}.md, ${date}.svg and latest.svg`);

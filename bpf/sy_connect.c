@@ -8,6 +8,12 @@
  *
  * The original destination is stashed under the socket cookie; sy_sockops
  * moves it to the connection's tuple once the connection is established.
+ *
+ * Service load balancing comes first (lb.h): a connect to a ClusterIP is
+ * given a backend here, except a mesh app's, which goes to its sidecar with
+ * the ClusterIP as the original destination; the sidecar's own connect to
+ * the ClusterIP is then balanced, and the same-node inbound rule applies to
+ * the backend it gets. UDP sockets get load balancing only.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -15,6 +21,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "helpers.h"
+#include "lb.h"
 
 #define SY_ALLOW 1
 #define SY_REFUSE 0 /* connect() fails with EPERM */
@@ -37,6 +44,36 @@ static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const str
 	};
 
 	return bpf_map_update_elem(&sy_origdst_by_cookie, &cookie, &od, BPF_ANY);
+}
+
+/* Whether this TCP connect is a mesh app's that its sidecar will take: the redirect wins over LB. */
+static __always_inline int sy_goes_to_sidecar(struct bpf_sock_addr *ctx, const struct sy_addr *dst, __u16 port)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct sy_pod_config *pod = bpf_map_lookup_elem(&sy_pods, &netns);
+
+	if (!pod)
+		return 0;
+	if (pod->cgroup_id && bpf_get_current_ancestor_cgroup_id(pod->cgroup_level) != pod->cgroup_id)
+		return 0;
+	if ((__u32)bpf_get_current_uid_gid() == pod->sidecar_uid)
+		return 0;
+	return !sy_outbound_excluded(pod, dst, port);
+}
+
+/* Balances a connect to a Service frontend; TCP of a mesh app is left to its sidecar. */
+static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port)
+{
+	__u8 proto = ctx->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
+	struct sy_lb_frontend_key fk = { .addr = *dst, .port = *port, .proto = proto };
+
+	if (!bpf_map_lookup_elem(&sy_lb_frontends, &fk))
+		return SY_LB_NONE;
+	if (proto == IPPROTO_TCP && sy_goes_to_sidecar(ctx, dst, *port)) {
+		sy_count(SY_C_LB_MESH_DEFERRED);
+		return SY_LB_NONE;
+	}
+	return sy_lb_translate(ctx, dst, port, proto);
 }
 
 /*
@@ -119,51 +156,84 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 SEC("cgroup/connect4")
 int sy_connect4(struct bpf_sock_addr *ctx)
 {
-	if (ctx->type != SOCK_STREAM)
+	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
 	struct sy_addr dst;
 	struct sy_connect_target target = {};
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	sy_addr_from_v4(&dst, ctx->user_ip4);
-	int verdict = sy_decide(ctx, &dst, bpf_ntohs((__u16)ctx->user_port), &target);
+	int lb = sy_connect_lb(ctx, &dst, &port);
 
-	if (verdict == SY_ALLOW && target.port) {
+	if (lb == SY_LB_NO_BACKEND) {
+		bpf_set_retval(-ECONNREFUSED);
+		return SY_REFUSE;
+	}
+	int verdict = ctx->type == SOCK_STREAM ? sy_decide(ctx, &dst, port, &target) : SY_ALLOW;
+
+	if (verdict != SY_ALLOW)
+		return verdict;
+	if (target.port) {
 		if (target.rewrite_to_loopback)
 			ctx->user_ip4 = bpf_htonl(0x7f000001);
+		else if (lb == SY_LB_TRANSLATED)
+			ctx->user_ip4 = target.addr.words[3];
 		ctx->user_port = bpf_htons(target.port);
+	} else if (lb == SY_LB_TRANSLATED) {
+		ctx->user_ip4 = dst.words[3];
+		ctx->user_port = bpf_htons(port);
 	}
-	return verdict;
+	return SY_ALLOW;
 }
 
 SEC("cgroup/connect6")
 int sy_connect6(struct bpf_sock_addr *ctx)
 {
-	if (ctx->type != SOCK_STREAM)
+	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
 	struct sy_addr dst;
 	struct sy_connect_target target = {};
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	dst.words[0] = ctx->user_ip6[0];
 	dst.words[1] = ctx->user_ip6[1];
 	dst.words[2] = ctx->user_ip6[2];
 	dst.words[3] = ctx->user_ip6[3];
-	int verdict = sy_decide(ctx, &dst, bpf_ntohs((__u16)ctx->user_port), &target);
+	sy_barrier();
+	/* Keep the family the app chose: v4-mapped stays v4-mapped. */
+	int v4 = sy_addr_is_v4(&dst);
+	int lb = sy_connect_lb(ctx, &dst, &port);
 
-	if (verdict == SY_ALLOW && target.port) {
-		if (target.rewrite_to_loopback) {
-			/* Keep the family the app chose: v4-mapped stays v4-mapped. */
-			int v4 = sy_addr_is_v4(&dst);
-
-			ctx->user_ip6[0] = 0;
-			ctx->user_ip6[1] = 0;
-			ctx->user_ip6[2] = v4 ? SY_V4_MAPPED_PREFIX : 0;
-			ctx->user_ip6[3] = v4 ? bpf_htonl(0x7f000001) : bpf_htonl(1);
-		}
-		ctx->user_port = bpf_htons(target.port);
+	if (lb == SY_LB_NO_BACKEND) {
+		bpf_set_retval(-ECONNREFUSED);
+		return SY_REFUSE;
 	}
-	return verdict;
+	int verdict = ctx->type == SOCK_STREAM ? sy_decide(ctx, &dst, port, &target) : SY_ALLOW;
+
+	if (verdict != SY_ALLOW)
+		return verdict;
+	if (target.port && target.rewrite_to_loopback) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = v4 ? SY_V4_MAPPED_PREFIX : 0;
+		ctx->user_ip6[3] = v4 ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+		ctx->user_port = bpf_htons(target.port);
+		return SY_ALLOW;
+	}
+	if (lb == SY_LB_TRANSLATED) {
+		/* A v4-mapped connect stays v4-mapped: frontends and backends of one family. */
+		ctx->user_ip6[0] = dst.words[0];
+		ctx->user_ip6[1] = dst.words[1];
+		ctx->user_ip6[2] = dst.words[2];
+		ctx->user_ip6[3] = dst.words[3];
+	}
+	if (target.port)
+		ctx->user_port = bpf_htons(target.port);
+	else if (lb == SY_LB_TRANSLATED)
+		ctx->user_port = bpf_htons(port);
+	return SY_ALLOW;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

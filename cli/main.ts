@@ -8,6 +8,7 @@
  *                                                   CA + serving cert, Secret and webhook configuration
  *   switchyard status [NS/POD] [-o json] [--socket PATH]
  *                                                   pods registered on this node, with their BPF counters
+ *   switchyard status services [-o json]         Service frontends, backends and counters
  *   switchyard explain NS/POD IP:PORT [--uid N] [-o json] [--socket PATH]
  *                                                   would this connect be redirected, and why
  *
@@ -97,6 +98,21 @@ function age(iso: string): string {
 async function statusCommand(args: string[], out: (s: string) => void): Promise<number> {
   const socket = flag(args, 'socket') ?? DEFAULT_SOCKET;
   const json = wantsJson(args);
+  if (args[0] === 'services') {
+    const r = await agentGet(socket, '/v1/services');
+    if (r.status !== 200) throw new Error(r.body.error);
+    if (json) {
+      out(JSON.stringify(r.body, null, 2) + '\n');
+      return 0;
+    }
+    const rows = [['SERVICE', 'FRONTEND', 'BACKENDS', 'AFFINITY', 'TRANSLATED', 'NO-BACKEND']];
+    for (const s of r.body.services as { service: string; frontend: string; backends: string[]; affinityTimeoutSeconds: number; translations: string; noBackend: string }[]) {
+      rows.push([s.service, s.frontend, s.backends.join(',') || '(none: connects refused)', s.affinityTimeoutSeconds ? `ClientIP ${s.affinityTimeoutSeconds}s` : '-', s.translations, s.noBackend]);
+    }
+    out(table(rows));
+    out(`${r.body.services.length} Service frontends on this node\n`);
+    return 0;
+  }
   const target = args.find((a) => a.includes('/') && !a.startsWith('-') && a !== socket);
   if (target) {
     const r = await agentGet(socket, `/v1/status/${target}`);

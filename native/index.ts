@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-export type CgroupHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt';
+export type CgroupHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 export type TcDirection = 'ingress' | 'egress';
 export type ProgType = 'cgroup_sock_addr' | 'sock_ops' | 'sk_msg' | 'cgroup_sockopt' | 'sched_cls';
 export type Helper =

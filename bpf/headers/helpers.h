@@ -17,6 +17,9 @@
 #ifndef SOCK_STREAM
 #define SOCK_STREAM 1
 #endif
+#ifndef SOCK_DGRAM
+#define SOCK_DGRAM 2
+#endif
 
 #define SY_V4_MAPPED_PREFIX bpf_htonl(0x0000ffff)
 

@@ -86,6 +86,57 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_pod_counters SEC(".maps");
 
+/* Service load balancing: ClusterIP:port/proto -> service id and backend count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_lb_frontend_key);
+	__type(value, struct sy_lb_frontend);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_lb_frontends SEC(".maps");
+
+/* (service id, slot) -> backend pod IP:port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sy_lb_backend_key);
+	__type(value, struct sy_lb_backend);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_lb_backends SEC(".maps");
+
+/* sessionAffinity: ClientIP, keyed by the client's netns (a pod has one IP per family). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_lb_affinity_key);
+	__type(value, struct sy_lb_affinity);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_lb_affinity SEC(".maps");
+
+/*
+ * Reverse translation for getpeername and UDP replies. LRU: nothing tells us
+ * when a UDP socket is done, and a lost entry only changes what getpeername
+ * or recvfrom reports, never where bytes go.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_lb_revnat_key);
+	__type(value, struct sy_lb_revnat);
+	__uint(max_entries, 131072);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_lb_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct sy_lb_counters);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_lb_counters SEC(".maps");
+
 #define sy_pod_count(netns_cookie, field)                                                  \
 	do {                                                                               \
 		__u64 __k = (netns_cookie);                                                \

@@ -134,7 +134,82 @@ enum sy_counter {
 	SY_C_TC_EXCLUDED,
 	SY_C_TC_DROPPED_MAP_FULL,        /* SYN dropped: no room to track it (fail closed) */
 	SY_C_TC_DROPPED_COLLISION,       /* SYN dropped: tuple already tracked by connect */
+	SY_C_LB_TRANSLATED,              /* connect/sendmsg to a Service frontend sent to a backend */
+	SY_C_LB_NO_BACKEND,              /* frontend with no ready backend: connect refused */
+	SY_C_LB_MESH_DEFERRED,           /* a mesh app's connect to a frontend: its sidecar balances */
+	SY_C_LB_REVERSED,                /* getpeername/recvmsg answered with the frontend */
 	SY_C_MAX,
+};
+
+/*
+ * Connect-time Service load balancing. One frontend per ClusterIP:port/proto
+ * (per family); its backends sit in slots 0..backend_count-1 under the
+ * frontend's service_id. The agent writes backends before the frontend that
+ * counts them, and shrinks the count before it deletes slots.
+ */
+enum sy_lb_flags {
+	SY_LB_F_AFFINITY = 1, /* sessionAffinity: ClientIP (client = netns) */
+};
+
+struct sy_lb_frontend_key {
+	struct sy_addr addr;
+	__u16 port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad;
+};
+
+struct sy_lb_frontend {
+	__u32 service_id;
+	__u16 backend_count; /* 0: no ready backend, connect fails with ECONNREFUSED */
+	__u8 flags;          /* enum sy_lb_flags */
+	__u8 _pad;
+	__u32 affinity_timeout_s;
+};
+
+struct sy_lb_backend_key {
+	__u32 service_id;
+	__u32 slot;
+};
+
+struct sy_lb_backend {
+	struct sy_addr addr;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct sy_lb_affinity_key {
+	__u64 netns_cookie;
+	__u32 service_id;
+	__u32 _pad;
+};
+
+struct sy_lb_affinity {
+	struct sy_addr addr;
+	__u16 port;
+	__u16 _pad;
+	__u32 slot;
+	__u64 last_used_ns;
+};
+
+/* A translated socket and the backend it talks to -> the frontend it asked for. */
+struct sy_lb_revnat_key {
+	__u64 socket_cookie;
+	struct sy_addr backend;
+	__u16 backend_port;
+	__u16 _pad;
+	__u32 _pad2;
+};
+
+struct sy_lb_revnat {
+	struct sy_addr addr;
+	__u16 port;
+	__u16 _pad;
+	__u32 service_id;
+};
+
+struct sy_lb_counters {
+	__u64 translations;
+	__u64 no_backend;
 };
 
 #define SY_PIN_DEFAULT_ROOT "/sys/fs/bpf/switchyard"

@@ -116,6 +116,12 @@ const std::map<std::string, HookInfo>& CgroupHooks() {
       {"connect6", {BPF_CGROUP_INET6_CONNECT, "4.17", "cgroup connect6"}},
       {"sock_ops", {BPF_CGROUP_SOCK_OPS, "4.13", "cgroup sock_ops"}},
       {"getsockopt", {BPF_CGROUP_GETSOCKOPT, "5.3", "cgroup getsockopt"}},
+      {"sendmsg4", {BPF_CGROUP_UDP4_SENDMSG, "4.18", "cgroup sendmsg4"}},
+      {"sendmsg6", {BPF_CGROUP_UDP6_SENDMSG, "4.18", "cgroup sendmsg6"}},
+      {"recvmsg4", {BPF_CGROUP_UDP4_RECVMSG, "5.2", "cgroup recvmsg4"}},
+      {"recvmsg6", {BPF_CGROUP_UDP6_RECVMSG, "5.2", "cgroup recvmsg6"}},
+      {"getpeername4", {BPF_CGROUP_INET4_GETPEERNAME, "5.8", "cgroup getpeername4"}},
+      {"getpeername6", {BPF_CGROUP_INET6_GETPEERNAME, "5.8", "cgroup getpeername6"}},
   };
   return hooks;
 }
@@ -123,7 +129,7 @@ const std::map<std::string, HookInfo>& CgroupHooks() {
 const HookInfo& Hook(Napi::Env env, const std::string& name) {
   auto it = CgroupHooks().find(name);
   if (it == CgroupHooks().end())
-    throw Napi::TypeError::New(env, "unknown cgroup hook '" + name + "' (connect4, connect6, sock_ops, getsockopt)");
+    throw Napi::TypeError::New(env, "unknown cgroup hook '" + name + "' (connect4/6, sock_ops, getsockopt, sendmsg4/6, recvmsg4/6, getpeername4/6)");
   return it->second;
 }
 

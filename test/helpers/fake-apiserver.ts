@@ -84,7 +84,7 @@ export class FakeApiServer {
     this.watchers.clear();
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     if (url.pathname !== this.path) {
@@ -118,5 +118,32 @@ export class FakeApiServer {
     const items = all.slice(offset, offset + limit);
     const more = offset + limit < all.length;
     res.end(JSON.stringify({ kind: this.listKind, apiVersion: 'v1', metadata: { resourceVersion: String(this.rv), ...(more ? { continue: String(offset + limit) } : {}) }, items }));
+  }
+}
+
+/** Several collections behind one address, each with its own resourceVersions and watches. */
+export class FakeCluster {
+  private readonly collections = new Map<string, FakeApiServer>();
+  private readonly server = http.createServer((req, res) => {
+    const c = this.collections.get(new URL(req.url ?? '/', 'http://x').pathname);
+    if (c) c.handle(req, res);
+    else res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
+  });
+
+  add(path: string, listKind: string): FakeApiServer {
+    const c = new FakeApiServer(path, listKind);
+    this.collections.set(path, c);
+    return c;
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.collections.values()) c.dropWatches();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
   }
 }

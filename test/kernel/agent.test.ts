@@ -124,6 +124,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
         stateDir: path.join(tmp, 'state'),
         kubeconfig,
         podWaitMs: 500,
+        serviceLoadBalancing: false, // this API server serves pods only; test/kernel/lb.test.ts covers Services
       }),
     );
     runtime = new CniRuntime(node.netns, CNI_BIN, {

@@ -31,6 +31,8 @@ export interface AgentConfig {
   allowRootCgroup: boolean;
   /** Splice pod↔sidecar sockets through the sockmap (takes effect when the programs are loaded). */
   sockmapAcceleration: boolean;
+  /** Connect-time ClusterIP load balancing from Services and EndpointSlices. */
+  serviceLoadBalancing: boolean;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -44,6 +46,7 @@ export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
   mapSizes: validateMapSizes({}),
   allowRootCgroup: false,
   sockmapAcceleration: true,
+  serviceLoadBalancing: true,
 };
 
 export function validateAgentConfig(raw: unknown): AgentConfig {
@@ -81,7 +84,7 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
     if (!Number.isInteger(r.podWaitMs) || (r.podWaitMs as number) < 0 || (r.podWaitMs as number) > 60000) problems.push('podWaitMs must be an integer from 0 to 60000');
     else cfg.podWaitMs = r.podWaitMs as number;
   }
-  for (const k of ['allowRootCgroup', 'sockmapAcceleration'] as const) {
+  for (const k of ['allowRootCgroup', 'sockmapAcceleration', 'serviceLoadBalancing'] as const) {
     if (r[k] === undefined) continue;
     if (typeof r[k] !== 'boolean') problems.push(`${k} must be true or false, got ${JSON.stringify(r[k])}`);
     else cfg[k] = r[k] as boolean;

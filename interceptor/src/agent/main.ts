@@ -19,6 +19,7 @@ import { stdoutLogger as log } from '../../../webhook/src/log';
 import { AgentConfig, loadAgentConfig } from './config';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
+import { ServiceLoadBalancer } from '../lb/controller';
 import { Registrar } from './registrar';
 import { agentApi, listenMetrics, listenUnix } from './server';
 import { RecordStore } from './state';
@@ -44,10 +45,18 @@ async function run(cfg: AgentConfig): Promise<void> {
   const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));
   const registrar = new Registrar(cfg, dp, pods, store, metrics, log);
 
+  const lb = cfg.serviceLoadBalancing ? new ServiceLoadBalancer(kube, dp, log, (e) => log('warn', 'service watch failed; retrying', { error: e.message })) : undefined;
+  metrics.watchServices(() => lb?.status() ?? []);
+
   let ready = false;
-  const api = await listenUnix(agentApi(registrar, store, dp), cfg.socketPath);
+  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status()), cfg.socketPath);
   const m = await listenMetrics(metrics, () => ready, cfg.metricsHost, cfg.metricsPort);
   await pods.start();
+  // Service load balancing syncs in the background: pod registration (CNI ADD) never waits on it.
+  lb?.start().then(
+    () => log('info', 'service load balancing synced', { frontends: lb.status().length }),
+    (e: Error) => log('error', 'service load balancing failed to start', { error: e.message }),
+  );
   pods.on('upsert', (p) => registrar.onPodUpsert(p));
   pods.on('delete', (p) => registrar.onPodDelete(p));
   const r = registrar.reconcile();
@@ -57,6 +66,8 @@ async function run(cfg: AgentConfig): Promise<void> {
     socket: cfg.socketPath,
     metrics_port: m.port,
     registered: store.all().length,
+    service_load_balancing: cfg.serviceLoadBalancing,
+    service_frontends: lb?.status().length,
     reregistered: r.reregistered,
     removed_stale: r.removed,
     updated: r.updated,
@@ -70,6 +81,7 @@ async function run(cfg: AgentConfig): Promise<void> {
     clearInterval(timer);
     // Pins stay: the programs keep redirecting until the next agent adopts them.
     pods.stop();
+    lb?.stop();
     kube.close();
     void Promise.all([new Promise((r) => api.close(r)), new Promise((r) => m.server.close(r))]).then(() => {
       dp.close();

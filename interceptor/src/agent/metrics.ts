@@ -25,7 +25,38 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  private services: () => { service: string; frontend: string; backends: string[]; translations: string; noBackend: string }[] = () => [];
+
+  /** Per-Service load-balancer figures, read at scrape time. */
+  watchServices(f: () => { service: string; frontend: string; backends: string[]; translations: string; noBackend: string }[]): void {
+    this.services = f;
+  }
+
   constructor(dataplane: () => Dataplane | undefined, store: RecordStore) {
+    const self = this;
+    new Gauge({
+      name: 'switchyard_interceptor_service_events',
+      help: 'Per Service frontend: connects/datagrams translated to a backend, and refused for lack of one (monotonic).',
+      labelNames: ['service', 'frontend', 'event'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of self.services()) {
+          this.set({ service: s.service, frontend: s.frontend, event: 'translated' }, Number(s.translations));
+          this.set({ service: s.service, frontend: s.frontend, event: 'no_backend' }, Number(s.noBackend));
+        }
+      },
+    });
+    new Gauge({
+      name: 'switchyard_interceptor_service_backends',
+      help: 'Ready backends programmed per Service frontend.',
+      labelNames: ['service', 'frontend'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of self.services()) this.set({ service: s.service, frontend: s.frontend }, s.backends.length);
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
       name: 'switchyard_interceptor_registered_pods',

@@ -1,7 +1,7 @@
 /**
  * The agent's two doors:
  *  - a root-only unix socket (0600) for switchyard-cni (POST /v1/cni/{add,del,check})
- *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/explain);
+ *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/services, GET /v1/explain);
  *  - a plain-HTTP port for /healthz, /readyz and /metrics.
  */
 import express, { NextFunction, Request, Response } from 'express';
@@ -52,7 +52,7 @@ function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: R
   };
 }
 
-export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane): express.Express {
+export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane, services: () => unknown[] | undefined = () => undefined): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '64kb' }));
@@ -72,6 +72,11 @@ export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane
   app.post('/v1/cni/check', cni('check'));
 
   app.get('/v1/status', (_req, res) => void res.json(status(store, dp)));
+  app.get('/v1/services', (_req, res) => {
+    const s = services();
+    if (!s) res.status(404).json({ error: 'Service load balancing is off on this node (serviceLoadBalancing: false)' });
+    else res.json({ services: s });
+  });
   app.get('/v1/status/:namespace/:name', (req, res) => {
     const pod = status(store, dp).pods.find((p) => p.namespace === req.params.namespace && p.name === req.params.name);
     if (!pod) res.status(404).json({ error: `pod ${req.params.namespace}/${req.params.name} is not registered on this node` });

@@ -60,7 +60,104 @@ export const POD_COUNTERS: Layout = {
   fields: { redirected_outbound: [0, 8], redirected_inbound: [8, 8], excluded: [16, 8], sidecar_passed: [24, 8], tc_inbound_new: [32, 8], dropped: [40, 8] },
 };
 
-export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR, POD_COUNTERS];
+export const LB_FRONTEND_KEY: Layout = { name: 'sy_lb_frontend_key', size: 20, fields: { addr: [0, 16], port: [16, 2], proto: [18, 1], _pad: [19, 1] } };
+export const LB_FRONTEND: Layout = {
+  name: 'sy_lb_frontend',
+  size: 12,
+  fields: { service_id: [0, 4], backend_count: [4, 2], flags: [6, 1], _pad: [7, 1], affinity_timeout_s: [8, 4] },
+};
+export const LB_BACKEND_KEY: Layout = { name: 'sy_lb_backend_key', size: 8, fields: { service_id: [0, 4], slot: [4, 4] } };
+export const LB_BACKEND: Layout = { name: 'sy_lb_backend', size: 20, fields: { addr: [0, 16], port: [16, 2], _pad: [18, 2] } };
+export const LB_COUNTERS: Layout = { name: 'sy_lb_counters', size: 16, fields: { translations: [0, 8], no_backend: [8, 8] } };
+export const LB_REVNAT_KEY: Layout = {
+  name: 'sy_lb_revnat_key',
+  size: 32,
+  fields: { socket_cookie: [0, 8], backend: [8, 16], backend_port: [24, 2], _pad: [26, 2], _pad2: [28, 4] },
+};
+export const LB_AFFINITY: Layout = {
+  name: 'sy_lb_affinity',
+  size: 32,
+  fields: { addr: [0, 16], port: [16, 2], _pad: [18, 2], slot: [20, 4], last_used_ns: [24, 8] },
+};
+
+export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR, POD_COUNTERS, LB_FRONTEND_KEY, LB_FRONTEND, LB_BACKEND_KEY, LB_BACKEND, LB_COUNTERS, LB_REVNAT_KEY, LB_AFFINITY];
+
+export const IPPROTO = { TCP: 6, UDP: 17 } as const;
+export type LbProtocol = keyof typeof IPPROTO;
+export const LB_FLAG_AFFINITY = 1;
+
+export interface LbFrontend {
+  ip: string;
+  port: number;
+  protocol: LbProtocol;
+}
+
+export interface LbFrontendValue {
+  serviceId: number;
+  backendCount: number;
+  affinityTimeoutSeconds: number; // 0: no session affinity
+}
+
+export interface LbBackend {
+  ip: string;
+  port: number;
+}
+
+export function encodeLbFrontendKey(f: LbFrontend): Buffer {
+  const b = Buffer.alloc(LB_FRONTEND_KEY.size);
+  encodeAddr(f.ip).copy(b, 0);
+  b.writeUInt16LE(f.port, 16); // host order, as the programs compare it
+  b.writeUInt8(IPPROTO[f.protocol], 18);
+  return b;
+}
+
+export function decodeLbFrontendKey(b: Buffer): LbFrontend {
+  const proto = b.readUInt8(18);
+  return { ip: decodeAddr(b.subarray(0, 16)), port: b.readUInt16LE(16), protocol: proto === IPPROTO.UDP ? 'UDP' : 'TCP' };
+}
+
+export function encodeLbFrontend(v: LbFrontendValue): Buffer {
+  const b = Buffer.alloc(LB_FRONTEND.size);
+  b.writeUInt32LE(v.serviceId, 0);
+  b.writeUInt16LE(v.backendCount, 4);
+  b.writeUInt8(v.affinityTimeoutSeconds > 0 ? LB_FLAG_AFFINITY : 0, 6);
+  b.writeUInt32LE(v.affinityTimeoutSeconds, 8);
+  return b;
+}
+
+export function decodeLbFrontend(b: Buffer): LbFrontendValue {
+  const affinity = (b.readUInt8(6) & LB_FLAG_AFFINITY) !== 0;
+  return { serviceId: b.readUInt32LE(0), backendCount: b.readUInt16LE(4), affinityTimeoutSeconds: affinity ? b.readUInt32LE(8) : 0 };
+}
+
+export function encodeLbBackendKey(serviceId: number, slot: number): Buffer {
+  const b = Buffer.alloc(LB_BACKEND_KEY.size);
+  b.writeUInt32LE(serviceId, 0);
+  b.writeUInt32LE(slot, 4);
+  return b;
+}
+
+export function encodeLbBackend(be: LbBackend): Buffer {
+  const b = Buffer.alloc(LB_BACKEND.size);
+  encodeAddr(be.ip).copy(b, 0);
+  b.writeUInt16LE(be.port, 16);
+  return b;
+}
+
+export function decodeLbBackend(b: Buffer): LbBackend {
+  return { ip: decodeAddr(b.subarray(0, 16)), port: b.readUInt16LE(16) };
+}
+
+/** Sums a per-CPU sy_lb_counters value. */
+export function decodeLbCounters(b: Buffer): { translations: bigint; noBackend: bigint } {
+  let translations = 0n;
+  let noBackend = 0n;
+  for (let off = 0; off + LB_COUNTERS.size <= b.length; off += LB_COUNTERS.size) {
+    translations += b.readBigUInt64LE(off);
+    noBackend += b.readBigUInt64LE(off + 8);
+  }
+  return { translations, noBackend };
+}
 
 export type PodCounters = Record<'redirected_outbound' | 'redirected_inbound' | 'excluded' | 'sidecar_passed' | 'tc_inbound_new' | 'dropped', bigint>;
 
@@ -97,6 +194,10 @@ export const COUNTERS = [
   'SY_C_TC_EXCLUDED',
   'SY_C_TC_DROPPED_MAP_FULL',
   'SY_C_TC_DROPPED_COLLISION',
+  'SY_C_LB_TRANSLATED',
+  'SY_C_LB_NO_BACKEND',
+  'SY_C_LB_MESH_DEFERRED',
+  'SY_C_LB_REVERSED',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

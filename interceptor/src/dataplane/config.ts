@@ -108,6 +108,11 @@ export interface MapSizes {
   sy_origdst_by_cookie: number;
   sy_origdst: number;
   sy_sock_hash: number;
+  sy_lb_frontends: number;
+  sy_lb_backends: number;
+  sy_lb_affinity: number;
+  sy_lb_revnat: number;
+  sy_lb_counters: number;
 }
 
 export const DEFAULT_MAP_SIZES: MapSizes = {
@@ -117,6 +122,11 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_origdst_by_cookie: 65536,
   sy_origdst: 65536,
   sy_sock_hash: 65536,
+  sy_lb_frontends: 16384,
+  sy_lb_backends: 131072,
+  sy_lb_affinity: 65536,
+  sy_lb_revnat: 131072,
+  sy_lb_counters: 16384,
 };
 
 export function validateMapSizes(sizes: Partial<MapSizes>): MapSizes {

@@ -13,6 +13,7 @@
  * adopts the pins instead of reloading.
  */
 import * as fs from 'fs';
+import { isIP } from 'net';
 import * as path from 'path';
 import { BPF_OBJECT_DIR, CgroupHook, TcDirection, isNativeError, native } from '../../../native';
 import {
@@ -32,6 +33,17 @@ import {
   encodePodRef,
   PodConfig,
   sumPerCpu,
+  LB_COUNTERS,
+  LbBackend,
+  LbFrontend,
+  decodeLbBackend,
+  decodeLbCounters,
+  decodeLbFrontend,
+  decodeLbFrontendKey,
+  encodeLbBackend,
+  encodeLbBackendKey,
+  encodeLbFrontend,
+  encodeLbFrontendKey,
 } from './abi';
 import { encodeAddr } from './addr';
 import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
@@ -54,11 +66,30 @@ export const PROGRAMS: ProgramSpec[] = [
   { object: 'sy_sockops', name: 'sy_sockops', cgroupHook: 'sock_ops' },
   { object: 'sy_getsockopt', name: 'sy_getsockopt', cgroupHook: 'getsockopt' },
   { object: 'sy_skmsg', name: 'sy_skmsg', skMsgMap: 'sy_sock_hash' },
+  { object: 'sy_lb', name: 'sy_sendmsg4', cgroupHook: 'sendmsg4' },
+  { object: 'sy_lb', name: 'sy_sendmsg6', cgroupHook: 'sendmsg6' },
+  { object: 'sy_lb', name: 'sy_recvmsg4', cgroupHook: 'recvmsg4' },
+  { object: 'sy_lb', name: 'sy_recvmsg6', cgroupHook: 'recvmsg6' },
+  { object: 'sy_lb', name: 'sy_getpeername4', cgroupHook: 'getpeername4' },
+  { object: 'sy_lb', name: 'sy_getpeername6', cgroupHook: 'getpeername6' },
   { object: 'sy_tc', name: 'sy_tc_ingress', tc: 'ingress' },
   { object: 'sy_tc', name: 'sy_tc_egress', tc: 'egress' },
 ];
 
-export const MAPS = ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_sock_hash', 'sy_counters', 'sy_pod_counters'] as const;
+export const MAPS = [
+  'sy_pods',
+  'sy_pod_by_ip',
+  'sy_origdst_by_cookie',
+  'sy_origdst',
+  'sy_sock_hash',
+  'sy_counters',
+  'sy_pod_counters',
+  'sy_lb_frontends',
+  'sy_lb_backends',
+  'sy_lb_affinity',
+  'sy_lb_revnat',
+  'sy_lb_counters',
+] as const;
 type MapName = (typeof MAPS)[number];
 
 export interface DataplaneOptions {
@@ -403,6 +434,78 @@ export class Dataplane {
   podCounters(netnsCookie: bigint): PodCounters | null {
     const raw = native().mapLookup(this.fd('sy_pod_counters'), encodeNetnsKey(netnsCookie));
     return raw ? decodePodCounters(raw) : null;
+  }
+
+  /**
+   * Programs one Service frontend and its backends, in an order that never
+   * lets a connect see a slot that does not exist: backends are written
+   * first, then the frontend that counts them, and slots beyond the new
+   * count are deleted last. Zero backends make connects fail with
+   * ECONNREFUSED. The per-service counters entry is created once.
+   */
+  setService(serviceId: number, frontend: LbFrontend, backends: LbBackend[], affinityTimeoutSeconds = 0): void {
+    if (!Number.isInteger(serviceId) || serviceId < 1 || serviceId > 0xffffffff) throw new DataplaneError(`service id must be a positive 32-bit integer, got ${serviceId}`);
+    if (backends.length > 0xffff) throw new DataplaneError(`a frontend has at most 65535 backends, got ${backends.length}`);
+    validatePodIps([frontend.ip]);
+    if (backends.some((b) => isIP(b.ip) !== isIP(frontend.ip))) throw new DataplaneError(`backends of ${frontend.ip}:${frontend.port} must be of its address family`);
+    const n = native();
+    const fkey = encodeLbFrontendKey(frontend);
+    const old = n.mapLookup(this.fd('sy_lb_frontends'), fkey);
+    const oldCount = old ? decodeLbFrontend(old).backendCount : 0;
+    const cpus = n.possibleCpus();
+    const ckey = Buffer.alloc(4);
+    ckey.writeUInt32LE(serviceId);
+    if (!n.mapLookup(this.fd('sy_lb_counters'), ckey)) n.mapUpdate(this.fd('sy_lb_counters'), ckey, Buffer.alloc(LB_COUNTERS.size * cpus));
+    backends.forEach((b, slot) => n.mapUpdate(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot), encodeLbBackend(b)));
+    n.mapUpdate(this.fd('sy_lb_frontends'), fkey, encodeLbFrontend({ serviceId, backendCount: backends.length, affinityTimeoutSeconds }));
+    for (let slot = backends.length; slot < oldCount; slot++) n.mapDelete(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot));
+  }
+
+  /** Removes a frontend (first, so no new connect uses it), then its backends and counters. */
+  deleteService(serviceId: number, frontend: LbFrontend): void {
+    const n = native();
+    const fkey = encodeLbFrontendKey(frontend);
+    const old = n.mapLookup(this.fd('sy_lb_frontends'), fkey);
+    n.mapDelete(this.fd('sy_lb_frontends'), fkey);
+    const count = old ? decodeLbFrontend(old).backendCount : 0;
+    for (let slot = 0; slot < count; slot++) n.mapDelete(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot));
+    const ckey = Buffer.alloc(4);
+    ckey.writeUInt32LE(serviceId);
+    n.mapDelete(this.fd('sy_lb_counters'), ckey);
+  }
+
+  /** One frontend's backends as the kernel holds them, or null. */
+  service(frontend: LbFrontend): { serviceId: number; backends: LbBackend[]; affinityTimeoutSeconds: number } | null {
+    const n = native();
+    const raw = n.mapLookup(this.fd('sy_lb_frontends'), encodeLbFrontendKey(frontend));
+    if (!raw) return null;
+    const v = decodeLbFrontend(raw);
+    const backends: LbBackend[] = [];
+    for (let slot = 0; slot < v.backendCount; slot++) {
+      const b = n.mapLookup(this.fd('sy_lb_backends'), encodeLbBackendKey(v.serviceId, slot));
+      if (b) backends.push(decodeLbBackend(b));
+    }
+    return { serviceId: v.serviceId, backends, affinityTimeoutSeconds: v.affinityTimeoutSeconds };
+  }
+
+  /** Every programmed frontend with its backends and counters, as the kernel holds them. */
+  services(): { frontend: LbFrontend; serviceId: number; affinityTimeoutSeconds: number; backends: LbBackend[]; translations: bigint; noBackend: bigint }[] {
+    const n = native();
+    return n.mapKeys(this.fd('sy_lb_frontends')).flatMap((k) => {
+      const raw = n.mapLookup(this.fd('sy_lb_frontends'), k);
+      if (!raw) return [];
+      const v = decodeLbFrontend(raw);
+      const backends: LbBackend[] = [];
+      for (let slot = 0; slot < v.backendCount; slot++) {
+        const b = n.mapLookup(this.fd('sy_lb_backends'), encodeLbBackendKey(v.serviceId, slot));
+        if (b) backends.push(decodeLbBackend(b));
+      }
+      const ckey = Buffer.alloc(4);
+      ckey.writeUInt32LE(v.serviceId);
+      const c = n.mapLookup(this.fd('sy_lb_counters'), ckey);
+      const counters = c ? decodeLbCounters(c) : { translations: 0n, noBackend: 0n };
+      return [{ frontend: decodeLbFrontendKey(k), serviceId: v.serviceId, affinityTimeoutSeconds: v.affinityTimeoutSeconds, backends, ...counters }];
+    });
   }
 
   /** Node-wide counters, summed over CPUs. */

@@ -1,0 +1,51 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { LB_IGNORE_ANNOTATION, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
+
+const fixture = (f: string) => JSON.parse(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/k8s', f), 'utf8'));
+const svc = () => slimService(fixture('service-web.json'));
+const slices = () => (fixture('endpointslices-web.json') as unknown[]).map(slimEndpointSlice);
+
+describe('Service + EndpointSlices → frontends', () => {
+  test('one frontend per ClusterIP × TCP/UDP port; ready endpoints of that family; named ports resolved from the slice', () => {
+    const { frontends, skipped } = serviceFrontends(svc(), slices());
+    expect(skipped).toBeUndefined();
+    const view = Object.fromEntries(frontends.map((f) => [frontendKey(f.frontend), f.backends.map((b) => `${b.ip}:${b.port}`)]));
+    expect(view).toEqual({
+      '10.96.0.10:80/TCP': ['10.244.1.12:8080', '10.244.1.13:8080', '10.244.2.9:8080'], // not-ready web-2 left out; unset ready counts as ready
+      '10.96.0.10:53/UDP': ['10.244.1.12:5353', '10.244.1.13:5353', '10.244.2.9:5353'],
+      '[fd00:96::10]:80/TCP': ['fd00:244:1::12:8080'],
+      '[fd00:96::10]:53/UDP': [], // no IPv6 slice carries the dns port: connects are refused, not sent elsewhere
+    });
+    expect(frontends.every((f) => f.affinityTimeoutSeconds === 0)).toBe(true);
+  });
+
+  test('sessionAffinity ClientIP carries its timeout (default 10800 s)', () => {
+    const s = svc();
+    s.spec!.sessionAffinity = 'ClientIP';
+    expect(serviceFrontends(s, slices()).frontends[0].affinityTimeoutSeconds).toBe(10800);
+    s.spec!.sessionAffinityConfig = { clientIP: { timeoutSeconds: 60 } };
+    expect(serviceFrontends(s, slices()).frontends[0].affinityTimeoutSeconds).toBe(60);
+  });
+
+  test.each([
+    ['headless', { clusterIP: 'None', clusterIPs: ['None'] }, 'headless'],
+    ['ExternalName', { type: 'ExternalName', clusterIP: '', clusterIPs: undefined }, 'external-name'],
+    ['no ClusterIP yet', { clusterIP: '', clusterIPs: [] }, 'no-cluster-ip'],
+  ])('%s is not load-balanced', (_n, spec, reason) => {
+    const s = svc();
+    Object.assign(s.spec!, spec);
+    expect(serviceFrontends(s, slices())).toEqual({ frontends: [], skipped: reason });
+  });
+
+  test('the ignore annotation opts a Service out', () => {
+    const s = svc();
+    s.metadata!.annotations = { [LB_IGNORE_ANNOTATION]: 'true' };
+    expect(serviceFrontends(s, slices()).skipped).toBe('ignored-by-annotation');
+  });
+
+  test('slimming keeps only what the translation reads', () => {
+    expect(JSON.stringify(svc())).not.toContain('managedFields');
+    expect(JSON.stringify(slices())).not.toContain('targetRef');
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Service + EndpointSlices → load-balancer frontends (pure).
+ *
+ * One frontend per ClusterIP × port × protocol; its backends are the ready
+ * endpoints of that family whose slice port has the Service port's name and
+ * protocol, so a named targetPort that differs per pod resolves per pod, as
+ * with kube-proxy.
+ */
+import { isIP } from 'net';
+import { LbBackend, LbFrontend, LbProtocol } from '../dataplane/abi';
+
+export const LB_IGNORE_ANNOTATION = 'switchyard.dev/lb-ignore';
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** kube-proxy's default for sessionAffinityConfig.clientIP.timeoutSeconds. */
+export const DEFAULT_AFFINITY_TIMEOUT = 10800;
+
+export interface ServiceObject {
+  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; resourceVersion?: string };
+  spec?: {
+    type?: string;
+    clusterIP?: string;
+    clusterIPs?: string[];
+    ports?: { name?: string; port: number; protocol?: string }[];
+    sessionAffinity?: string;
+    sessionAffinityConfig?: { clientIP?: { timeoutSeconds?: number } };
+  };
+}
+
+export interface EndpointSliceObject {
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
+  addressType?: string;
+  endpoints?: { addresses?: string[]; conditions?: { ready?: boolean | null } }[] | null;
+  ports?: { name?: string | null; port?: number | null; protocol?: string | null }[] | null;
+}
+
+export interface FrontendSpec {
+  /** namespace/name:port-name/PROTO@ClusterIP: stable, for logs and ids. */
+  id: string;
+  frontend: LbFrontend;
+  backends: LbBackend[];
+  affinityTimeoutSeconds: number;
+}
+
+export type SkipReason = 'ignored-by-annotation' | 'headless' | 'external-name' | 'no-cluster-ip';
+
+export const frontendKey = (f: LbFrontend) => `${f.ip.includes(':') ? `[${f.ip}]` : f.ip}:${f.port}/${f.protocol}`;
+
+/** Keeps what the translation reads. */
+export function slimService(raw: any): ServiceObject {
+  const m = raw?.metadata ?? {};
+  const s = raw?.spec ?? {};
+  return {
+    metadata: { name: m.name, namespace: m.namespace, annotations: m.annotations, resourceVersion: m.resourceVersion },
+    spec: { type: s.type, clusterIP: s.clusterIP, clusterIPs: s.clusterIPs, ports: s.ports, sessionAffinity: s.sessionAffinity, sessionAffinityConfig: s.sessionAffinityConfig },
+  };
+}
+
+export function slimEndpointSlice(raw: any): EndpointSliceObject {
+  const m = raw?.metadata ?? {};
+  return {
+    metadata: { name: m.name, namespace: m.namespace, labels: m.labels, resourceVersion: m.resourceVersion },
+    addressType: raw?.addressType,
+    endpoints: (raw?.endpoints ?? []).map((e: any) => ({ addresses: e?.addresses, conditions: { ready: e?.conditions?.ready } })),
+    ports: raw?.ports,
+  };
+}
+
+export function serviceFrontends(svc: ServiceObject, slices: EndpointSliceObject[]): { frontends: FrontendSpec[]; skipped?: SkipReason } {
+  const spec = svc.spec ?? {};
+  const name = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
+  if (svc.metadata?.annotations?.[LB_IGNORE_ANNOTATION] === 'true') return { frontends: [], skipped: 'ignored-by-annotation' };
+  if (spec.type === 'ExternalName') return { frontends: [], skipped: 'external-name' };
+  if (spec.clusterIP === 'None') return { frontends: [], skipped: 'headless' };
+  const ips = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : []).filter((ip) => isIP(ip));
+  if (!ips.length) return { frontends: [], skipped: 'no-cluster-ip' };
+  const affinity = spec.sessionAffinity === 'ClientIP' ? (spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : 0;
+
+  const out: FrontendSpec[] = [];
+  for (const ip of ips) {
+    const family = isIP(ip) === 6 ? 'IPv6' : 'IPv4';
+    for (const p of spec.ports ?? []) {
+      const protocol = (p.protocol ?? 'TCP') as string;
+      if (protocol !== 'TCP' && protocol !== 'UDP') continue; // SCTP: not at the socket layer
+      const portName = p.name ?? '';
+      const seen = new Set<string>();
+      const backends: LbBackend[] = [];
+      for (const slice of slices) {
+        if (slice.addressType !== family) continue;
+        const sp = (slice.ports ?? []).find((x) => (x.name ?? '') === portName && (x.protocol ?? 'TCP') === protocol);
+        if (!sp?.port) continue;
+        for (const e of slice.endpoints ?? []) {
+          if (e.conditions?.ready === false) continue; // unset means ready, per the API
+          for (const a of e.addresses ?? []) {
+            const k = `${a}|${sp.port}`;
+            if (isIP(a) && !seen.has(k)) {
+              seen.add(k);
+              backends.push({ ip: a, port: sp.port });
+            }
+          }
+        }
+      }
+      backends.sort((x, y) => (x.ip === y.ip ? x.port - y.port : x.ip < y.ip ? -1 : 1));
+      const frontend: LbFrontend = { ip, port: p.port, protocol: protocol as LbProtocol };
+      out.push({ id: `${name}:${portName || p.port}/${protocol}@${ip}`, frontend, backends, affinityTimeoutSeconds: affinity });
+    }
+  }
+  return { frontends: out };
+}
