@@ -5,6 +5,9 @@
  *   switchyard-interceptor run --config FILE      start (or adopt) the dataplane and serve
  *   switchyard-interceptor cleanup [--config FILE] [--pin-root DIR]
  *                                                 remove every attachment, tc filter and pin
+ *   switchyard-interceptor install-cni --bin-src FILE [--conf-dir D] [--bin-dir D] [--settings JSON]
+ *   switchyard-interceptor uninstall-cni [--conf-dir D] [--bin-dir D]
+ *                                                 chain switchyard-cni after the main plugin, or remove it
  *
  * Start-up: validate the config, check kernel features, find cgroup2, mount
  * bpffs if needed, load+pin+attach or adopt existing pins, open the unix
@@ -17,6 +20,7 @@ import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../webhook/src/log';
 import { AgentConfig, loadAgentConfig } from './config';
+import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
 import { ServiceLoadBalancer } from '../lb/controller';
@@ -100,14 +104,32 @@ async function main(): Promise<void> {
     log('info', 'removed every Switchyard attachment and pin', { pin_root: pinRoot ?? '/sys/fs/bpf/switchyard' });
     return;
   }
-  if (cmd !== 'run') throw new ConfigError('command line', [`unknown command '${cmd ?? ''}': use 'run --config FILE' or 'cleanup'`]);
+  if (cmd === 'install-cni' || cmd === 'uninstall-cni') {
+    const confDir = arg('conf-dir') ?? '/etc/cni/net.d';
+    const binDir = arg('bin-dir') ?? '/opt/cni/bin';
+    if (cmd === 'uninstall-cni') {
+      const r = uninstallCni({ confDir, binDir });
+      log('info', 'switchyard-cni removed from the CNI configuration', { file: r.file, action: r.action, bin_dir: binDir });
+      return;
+    }
+    let settings: Record<string, unknown> = {};
+    try {
+      settings = JSON.parse(arg('settings') ?? '{}');
+    } catch (e) {
+      throw new CniInstallError(`--settings must be a JSON object: ${(e as Error).message}`);
+    }
+    const r = installCni({ confDir, binDir, binSource: arg('bin-src'), settings });
+    log('info', 'switchyard-cni installed in the CNI configuration', { file: r.file, action: r.action, bin_dir: binDir });
+    return;
+  }
+  if (cmd !== 'run') throw new ConfigError('command line', [`unknown command '${cmd ?? ''}': use 'run --config FILE', 'cleanup', 'install-cni' or 'uninstall-cni'`]);
   const file = arg('config');
   if (!file || !fs.existsSync(file)) throw new ConfigError('command line', [`--config FILE is required and must exist (got ${file ?? 'nothing'})`]);
   await run(loadAgentConfig(file));
 }
 
 main().catch((e: Error) => {
-  const known = e instanceof ConfigError || e instanceof HostError || e instanceof KubeConfigError || e.name === 'DataplaneError';
+  const known = e instanceof ConfigError || e instanceof HostError || e instanceof KubeConfigError || e instanceof CniInstallError || e.name === 'DataplaneError';
   log('error', 'interceptor cannot start', { error: e.message });
   if (!known) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
