@@ -153,6 +153,21 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 	return SY_ALLOW;
 }
 
+/*
+ * Load balancing, then the mesh decision, for one connect. On return, lb says whether
+ * dst and port name a backend; target, whether the mesh rewrites further.
+ */
+static __always_inline int sy_connect_steer(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
+					    struct sy_connect_target *target, int *lb)
+{
+	*lb = sy_connect_lb(ctx, dst, port);
+	if (*lb == SY_LB_NO_BACKEND) {
+		bpf_set_retval(-ECONNREFUSED); /* a Service without endpoints: refuse at once, as kube-proxy's REJECT does */
+		return SY_REFUSE;
+	}
+	return ctx->type == SOCK_STREAM ? sy_decide(ctx, dst, *port, target) : SY_ALLOW;
+}
+
 SEC("cgroup/connect4")
 int sy_connect4(struct bpf_sock_addr *ctx)
 {
@@ -164,13 +179,8 @@ int sy_connect4(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	sy_addr_from_v4(&dst, ctx->user_ip4);
-	int lb = sy_connect_lb(ctx, &dst, &port);
-
-	if (lb == SY_LB_NO_BACKEND) {
-		bpf_set_retval(-ECONNREFUSED);
-		return SY_REFUSE;
-	}
-	int verdict = ctx->type == SOCK_STREAM ? sy_decide(ctx, &dst, port, &target) : SY_ALLOW;
+	int lb;
+	int verdict = sy_connect_steer(ctx, &dst, &port, &target, &lb);
 
 	if (verdict != SY_ALLOW)
 		return verdict;
@@ -204,13 +214,8 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	sy_barrier();
 	/* Keep the family the app chose: v4-mapped stays v4-mapped. */
 	int v4 = sy_addr_is_v4(&dst);
-	int lb = sy_connect_lb(ctx, &dst, &port);
-
-	if (lb == SY_LB_NO_BACKEND) {
-		bpf_set_retval(-ECONNREFUSED);
-		return SY_REFUSE;
-	}
-	int verdict = ctx->type == SOCK_STREAM ? sy_decide(ctx, &dst, port, &target) : SY_ALLOW;
+	int lb;
+	int verdict = sy_connect_steer(ctx, &dst, &port, &target, &lb);
 
 	if (verdict != SY_ALLOW)
 		return verdict;

@@ -143,6 +143,28 @@ describeKernel('Service load balancing at the socket layer', () => {
     expect(r.peers).toEqual({ [`${CLUSTER_IP}:53`]: 60 });
   });
 
+  test('IPv6: a dual-stack Service balances [ClusterIP6]:80 over the IPv6 endpoints, TCP and UDP', async () => {
+    const V6 = 'fd00:96::10';
+    services.upsert(service({ clusterIPs: [CLUSTER_IP, V6], ipFamilies: ['IPv4', 'IPv6'] }));
+    slices.upsert({
+      ...slice([]),
+      metadata: { name: 'web-v6', namespace: 'apps', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv6',
+      endpoints: Object.values(backends).map((p) => ({ addresses: [p.ip6], conditions: { ready: true } })),
+    });
+    await waitUntil(() => dp.service({ ip: V6, port: 80, protocol: 'TCP' })?.backends.length === 3, 'IPv6 frontend programmed');
+    const tcp = await run(clientPod, ['--host', V6, '--port', '80', '--count', '30']);
+    expect(tcp.errors).toEqual({});
+    expect(Object.keys(tcp.names).length).toBeGreaterThanOrEqual(2);
+    expect(tcp.peers).toEqual({ [`${V6}:80`]: 30 });
+    const udp = await run(clientPod, ['--host', V6, '--port', '53', '--udp', '--count', '20']);
+    expect(udp.errors).toEqual({});
+    expect(udp.peers).toEqual({ [`${V6}:53`]: 20 });
+    services.upsert(service());
+    slices.remove('web-v6');
+    await waitUntil(() => dp.service({ ip: V6, port: 80, protocol: 'TCP' }) === null, 'IPv6 frontend removed');
+  });
+
   test('sessionAffinity: ClientIP pins a client to one backend', async () => {
     services.upsert(service({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }));
     await waitUntil(() => programmed()?.affinityTimeoutSeconds === 60, 'affinity programmed');
