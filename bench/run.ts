@@ -96,9 +96,9 @@ export function chart(table: Record<string, Record<string, Record<string, number
   const colours: Record<Scenario, string> = { a: '#9e9e9e', "a'": '#616161', b: '#e53935', c: '#1e88e5', d: '#43a047' };
   const ws = Object.keys(table);
   const W = 900;
-  const H = 380;
+  const H = 440;
   const left = 60;
-  const bottom = 90;
+  const bottom = 130;
   const top = 50;
   const groupW = (W - left - 20) / ws.length;
   const barW = (groupW - 12) / SCENARIOS.length;
