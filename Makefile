@@ -5,6 +5,8 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 MULTIARCH  := $(shell gcc -print-multiarch 2>/dev/null)
 CLANG      ?= clang
 CXX        ?= g++
+# Go >= 1.22: the system's, or the official toolchain fetched once from the module proxy.
+GO         ?= $(shell bash scripts/ensure-go.sh)
 
 BPF_SRC    := $(wildcard bpf/sy_*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRC))
@@ -41,7 +43,7 @@ cni: $(CNI)
 # Static, so it runs from /opt/cni/bin on any node.
 $(CNI): $(CNI_SRC)
 	@mkdir -p $(@D)
-	cd interceptor/cni && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o ../../$@ .
+	cd interceptor/cni && CGO_ENABLED=0 GOTOOLCHAIN=local $(GO) build -trimpath -ldflags='-s -w' -o ../../$@ .
 
 # The benchmark's lean proxy and HTTP server (bench/ only).
 LEAN       := $(BUILD)/bench/lean

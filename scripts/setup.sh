@@ -10,6 +10,7 @@ APT_PACKAGES=(
   make g++ pkg-config                                   # addon build
   iproute2 util-linux procps                            # netns, veth, tc, setpriv, sysctl
   containernetworking-plugins                           # real CNI peers
+  etcd-server openssl curl unzip ca-certificates        # the lab control plane; fetching a Go toolchain
   iptables conntrack wrk sockperf iperf3                # bench baselines and load tools
 )
 
@@ -18,7 +19,6 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
-command -v go >/dev/null 2>&1 || missing+=(golang-go)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

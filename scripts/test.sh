@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/lab-build.sh   # the real kube-apiserver for the e2e tests (cached after the first run)
 
 results=build/test-results.json
 rm -f "$results"

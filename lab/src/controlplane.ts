@@ -1,0 +1,175 @@
+/**
+ * A real Kubernetes control plane on this machine, for the lab and the e2e
+ * tests: etcd (Debian's etcd-server) and kube-apiserver (built by
+ * scripts/lab-build.sh), with their own PKI, on loopback ports chosen at
+ * start. Everything lives in one directory and is removed by stop().
+ *
+ *   PKI (openssl): CA → apiserver serving cert (127.0.0.1, kubernetes.default.svc),
+ *                  admin client cert (O=system:masters), service-account key pair
+ *   etcd ─ 127.0.0.1:<port> ─ kube-apiserver ─ https://127.0.0.1:<port>
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as https from 'https';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { Proc } from '../../test/helpers/proc';
+
+export const K8S_VERSION = 'v1.31.4';
+
+export function k8sBinDir(): string {
+  return path.join(process.env.SWITCHYARD_CACHE ?? '/var/cache/switchyard', `k8s-${K8S_VERSION}`, 'bin');
+}
+
+/** What is missing to run the control plane here, or undefined. */
+export function controlPlaneMissing(): string | undefined {
+  for (const b of ['kube-apiserver']) if (!fs.existsSync(path.join(k8sBinDir(), b))) return `${b} is not built: run scripts/lab-build.sh`;
+  for (const b of ['etcd', 'openssl']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${b}`], { stdio: 'ignore' });
+    } catch {
+      return `${b} is not installed (apt-get install etcd-server openssl)`;
+    }
+  }
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class ControlPlane {
+  readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-k8s-'));
+  private readonly procs: Proc[] = [];
+  apiPort = 0;
+  url = '';
+
+  private file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  get kubeconfig(): string {
+    return this.file('admin.kubeconfig');
+  }
+
+  private pki(): void {
+    const d = this.dir;
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=switchyard-lab-ca'], d);
+    const leaf = (name: string, subj: string, ext: string) => {
+      fs.writeFileSync(this.file(`${name}.ext`), ext);
+      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj], d);
+      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`], d);
+    };
+    leaf('apiserver', '/CN=kube-apiserver', 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n');
+    leaf('admin', '/O=system:masters/CN=switchyard-lab-admin', 'extendedKeyUsage=clientAuth\n');
+    openssl(['genrsa', '-out', 'sa.key', '2048'], d);
+    openssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], d);
+  }
+
+  async start(): Promise<void> {
+    const missing = controlPlaneMissing();
+    if (missing) throw new Error(`cannot start the lab control plane: ${missing}`);
+    this.pki();
+    const [etcdPort, peerPort] = [await freePort(), await freePort()];
+    this.apiPort = await freePort();
+    this.url = `https://127.0.0.1:${this.apiPort}`;
+    const etcd = Proc.start('etcd', [
+      'etcd',
+      '--name', 'lab',
+      '--data-dir', this.file('etcd'),
+      '--listen-client-urls', `http://127.0.0.1:${etcdPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster', `lab=http://127.0.0.1:${peerPort}`,
+      '--unsafe-no-fsync',
+    ]);
+    this.procs.push(etcd);
+    const api = Proc.start('kube-apiserver', [
+      path.join(k8sBinDir(), 'kube-apiserver'),
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${this.apiPort}`,
+      `--tls-cert-file=${this.file('apiserver.crt')}`,
+      `--tls-private-key-file=${this.file('apiserver.key')}`,
+      `--client-ca-file=${this.file('ca.crt')}`,
+      `--service-account-key-file=${this.file('sa.pub')}`,
+      `--service-account-signing-key-file=${this.file('sa.key')}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--authorization-mode=Node,RBAC',
+      `--cert-dir=${this.file('cert')}`,
+      '--enable-priority-and-fairness=false',
+    ]);
+    this.procs.push(api);
+    fs.writeFileSync(
+      this.kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'current-context: lab',
+        `clusters: [{name: lab, cluster: {server: "${this.url}", certificate-authority: ${this.file('ca.crt')}}}]`,
+        `users: [{name: admin, user: {client-certificate: ${this.file('admin.crt')}, client-key: ${this.file('admin.key')}}}]`,
+        'contexts: [{name: lab, context: {cluster: lab, user: admin}}]',
+        '',
+      ].join('\n'),
+    );
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (api.exitCode !== null) throw new Error(`kube-apiserver exited ${api.exitCode}: ${api.stderr.slice(-2000)}`);
+      if (etcd.exitCode !== null) throw new Error(`etcd exited ${etcd.exitCode}: ${etcd.stderr.slice(-2000)}`);
+      if ((await this.request('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200) return;
+      if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 120 s: ${api.stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** One request as the lab admin. */
+  request(method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        `${this.url}${urlPath}`,
+        {
+          method,
+          ca: fs.readFileSync(this.file('ca.crt')),
+          cert: fs.readFileSync(this.file('admin.crt')),
+          key: fs.readFileSync(this.file('admin.key')),
+          headers: { 'content-type': contentType, accept: 'application/json' },
+          agent: false,
+        },
+        (res) => {
+          let d = '';
+          res.on('data', (c) => (d += c)).on('end', () => {
+            let parsed: unknown = d;
+            try {
+              parsed = JSON.parse(d);
+            } catch {
+              /* plain text (readyz) */
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.procs.reverse()) await p.stop('SIGTERM');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

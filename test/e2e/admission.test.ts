@@ -1,0 +1,136 @@
+/**
+ * Injection through the real admission chain: a real kube-apiserver (and
+ * etcd) calls the Switchyard webhook over HTTPS, registered by a
+ * MutatingWebhookConfiguration that `switchyard certs` generated, with
+ * failurePolicy Fail. Needs scripts/lab-build.sh (the test command runs it);
+ * outside CI a missing control plane skips with the reason, in CI it fails.
+ */
+import * as fs from 'fs';
+import * as http from 'http';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { parse } from 'yaml';
+import { ControlPlane, controlPlaneMissing } from '../../lab/src/controlplane';
+import { run as cli } from '../../cli/main';
+import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
+import { projectRoot } from '../../native';
+import { Proc } from '../helpers/proc';
+
+const missing = controlPlaneMissing();
+if (missing && !process.env.CI) process.stderr.write(`skipping e2e admission tests: ${missing}\n`);
+const describeLab = missing && !process.env.CI ? describe.skip : describe;
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+describeLab('injection through a real kube-apiserver', () => {
+  let cp: ControlPlane;
+  let webhook: Proc | undefined;
+  let tmp: string;
+  let port: number;
+  let healthPort: number;
+
+  const pod = (name: string, labels: Record<string, string> = {}) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels },
+    spec: { containers: [{ name: 'app', image: 'registry.example/app:1', ports: [{ containerPort: 8080 }] }] },
+  });
+  /** A namespace and its default ServiceAccount (the controller-manager's job, which this test does not run). */
+  const namespace = async (name: string, labels: Record<string, string> = {}) => {
+    const r = await cp.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
+    await cp.request('POST', `/api/v1/namespaces/${name}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+    return r;
+  };
+  const create = (ns: string, p: object) => cp.request('POST', `/api/v1/namespaces/${ns}/pods`, p);
+  const containers = (p: any) => [...(p.spec.initContainers ?? []), ...p.spec.containers].map((c: { name: string }) => c.name);
+
+  const startWebhook = async () => {
+    webhook = Proc.start('webhook', [
+      process.execPath,
+      path.join(projectRoot(), 'dist/webhook/src/main.js'),
+      '--tls-cert', path.join(tmp, 'tls.crt'),
+      '--tls-key', path.join(tmp, 'tls.key'),
+      '--port', String(port),
+      '--health-port', String(healthPort),
+      '--kubeconfig', cp.kubeconfig,
+    ]);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const code = await new Promise<number>((r) => http.get(`http://127.0.0.1:${healthPort}/readyz`, (res) => r(res.resume().statusCode ?? 0)).on('error', () => r(0)));
+      if (code === 200) return;
+      if (webhook.exitCode !== null || Date.now() > deadline) throw new Error(`webhook not ready: ${webhook.stderr.slice(-1000)} ${webhook.lines.slice(-5).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  beforeAll(async () => {
+    if (missing) throw new Error(`e2e tests cannot run: ${missing} (CI requires them)`);
+    cp = new ControlPlane();
+    await cp.start();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-e2e-'));
+    [port, healthPort] = [await freePort(), await freePort()];
+    expect(await cli(['certs', '--out', tmp, '--ip', '127.0.0.1', '--url', `https://127.0.0.1:${port}/mutate`], () => undefined, () => undefined)).toBe(0);
+    await startWebhook();
+    const mwc = parse(fs.readFileSync(path.join(tmp, 'mutatingwebhookconfiguration.yaml'), 'utf8'));
+    const r = await cp.request('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', mwc);
+    expect(r.status).toBe(201);
+    expect((await namespace('meshed', { [NAMESPACE_INJECTION_LABEL]: 'enabled' })).status).toBe(201);
+    expect((await namespace('plain')).status).toBe(201);
+  }, 180_000);
+
+  afterAll(async () => {
+    await webhook?.stop('SIGTERM');
+    await cp?.stop();
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('a pod in a labelled namespace gets the sidecar, the managed label and its annotations', async () => {
+    const r = await create('meshed', pod('a'));
+    expect({ status: r.status, message: r.body.message }).toEqual({ status: 201, message: undefined });
+    expect(containers(r.body)).toContain(SIDECAR_CONTAINER_NAME);
+    expect(r.body.metadata.labels[MANAGED_LABEL]).toBe('true');
+    expect(Object.keys(r.body.metadata.annotations).some((k) => k.startsWith('switchyard.dev/'))).toBe(true);
+    expect(webhook!.lines.some((l) => l.includes('pod=meshed/a') || l.includes('namespace=meshed'))).toBe(true);
+  });
+
+  test('a pod in an unlabelled namespace, and a pod that opts out, are left alone', async () => {
+    const plain = await create('plain', pod('b'));
+    expect(plain.status).toBe(201);
+    expect(containers(plain.body)).toEqual(['app']);
+    const optOut = await create('meshed', pod('c', { [POD_INJECT_KEY]: 'false' }));
+    expect(optOut.status).toBe(201);
+    expect(containers(optOut.body)).toEqual(['app']);
+  });
+
+  test('odd but legal shapes are created: generateName, many containers, a 1 MB env list', async () => {
+    const gen = await create('meshed', { ...pod(''), metadata: { generateName: 'gen-' } });
+    expect(gen.status).toBe(201);
+    expect(gen.body.metadata.name).toMatch(/^gen-/);
+    expect(containers(gen.body)).toContain(SIDECAR_CONTAINER_NAME);
+    const many = pod('many');
+    many.spec.containers = Array.from({ length: 20 }, (_, i) => ({ name: `c${i}`, image: 'img', ports: [] }));
+    expect((await create('meshed', many)).status).toBe(201);
+    const big = pod('big') as any;
+    big.spec.containers[0].env = Array.from({ length: 8000 }, (_, i) => ({ name: `V${i}`, value: 'x'.repeat(120) }));
+    const r = await create('meshed', big);
+    expect(r.status).toBe(201);
+    expect(containers(r.body)).toContain(SIDECAR_CONTAINER_NAME);
+  });
+
+  test('failurePolicy Fail: with the webhook stopped, labelled namespaces are refused clearly and others are unaffected', async () => {
+    await webhook!.stop('SIGTERM');
+    const refused = await create('meshed', pod('d'));
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect(String(refused.body.message)).toMatch(/failed calling webhook "by-namespace\.inject\.switchyard\.dev"/);
+    expect((await create('plain', pod('e'))).status).toBe(201);
+    await startWebhook();
+    expect((await create('meshed', pod('f'))).status).toBe(201);
+  });
+});
