@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local lab's Kubernetes control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler) from the k8s.io/kubernetes Go
+# kube-controller-manager, kube-scheduler) and kubectl from the k8s.io/kubernetes Go
 # module, pinned in lab/k8s/go.mod (staging modules replaced by their
 # published v0.X.Y versions). Binaries are cached outside the repository, so
 # the second run takes seconds. Cold: about 5 minutes on 2 cores.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(grep -o 'k8s.io/kubernetes v[0-9][0-9.]*' lab/k8s/go.mod | head -1 | cut -d' ' -f2)
 cache=${SWITCHYARD_CACHE:-/var/cache/switchyard}/k8s-$version
-bins=(kube-apiserver kube-controller-manager kube-scheduler)
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 have=1
 for b in "${bins[@]}"; do [ -x "$cache/bin/$b" ] || have=0; done
 if ((have)); then
@@ -19,5 +19,6 @@ echo "lab: building Kubernetes $version control plane into $cache/bin (first run
 mkdir -p "$cache/bin"
 go=$(bash scripts/ensure-go.sh)
 (cd lab/k8s && CGO_ENABLED=0 GOTOOLCHAIN=local "$go" build -trimpath -ldflags='-s -w' -o "$cache/bin/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler)
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubectl)
 echo "lab: built ${bins[*]}"

@@ -8,7 +8,7 @@
  *                  admin client cert (O=system:masters), service-account key pair
  *   etcd ─ 127.0.0.1:<port> ─ kube-apiserver ─ https://127.0.0.1:<port>
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as https from 'https';
 import * as net from 'net';
@@ -24,7 +24,7 @@ export function k8sBinDir(): string {
 
 /** What is missing to run the control plane here, or undefined. */
 export function controlPlaneMissing(): string | undefined {
-  for (const b of ['kube-apiserver']) if (!fs.existsSync(path.join(k8sBinDir(), b))) return `${b} is not built: run scripts/lab-build.sh`;
+  for (const b of ['kube-apiserver', 'kubectl']) if (!fs.existsSync(path.join(k8sBinDir(), b))) return `${b} is not built: run scripts/lab-build.sh`;
   for (const b of ['etcd', 'openssl']) {
     try {
       execFileSync('sh', ['-c', `command -v ${b}`], { stdio: 'ignore' });
@@ -135,6 +135,12 @@ export class ControlPlane {
       if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 120 s: ${api.stderr.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  /** kubectl (built with the control plane) as the lab admin. */
+  kubectl(args: string[]): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync(path.join(k8sBinDir(), 'kubectl'), ['--kubeconfig', this.kubeconfig, ...args], { encoding: 'utf8' });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** One request as the lab admin. */
