@@ -1,3 +1,4 @@
+import { X509Certificate } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -60,5 +61,19 @@ describe('switchyard CLI', () => {
     for (const f of ['ca.crt', 'tls.crt', 'tls.key', 'secret.yaml', 'mutatingwebhookconfiguration.yaml']) expect(fs.existsSync(path.join(out, f))).toBe(true);
     const mwc = parseAllDocuments(fs.readFileSync(path.join(out, 'mutatingwebhookconfiguration.yaml'), 'utf8'))[0].toJS();
     expect(mwc.webhooks[0].clientConfig.url).toBe('https://127.0.0.1:8443/mutate');
+    expect(fs.statSync(path.join(out, 'ca.key')).mode & 0o777).toBe(0o600);
+  });
+
+  test('certs --ca-from signs a new serving certificate with the same CA (leaf rotation keeps the caBundle)', async () => {
+    const first = path.join(dir, 'first');
+    const second = path.join(dir, 'second');
+    expect((await cli(['certs', '--out', first, '--ip', '127.0.0.1'])).code).toBe(0);
+    expect((await cli(['certs', '--out', second, '--ip', '127.0.0.1', '--ca-from', first])).code).toBe(0);
+    const read = (d: string, f: string) => fs.readFileSync(path.join(d, f), 'utf8');
+    expect(read(second, 'ca.crt')).toBe(read(first, 'ca.crt'));
+    expect(read(second, 'tls.crt')).not.toBe(read(first, 'tls.crt'));
+    const leaf = new X509Certificate(read(second, 'tls.crt'));
+    expect(leaf.verify(new X509Certificate(read(first, 'ca.crt')).publicKey)).toBe(true);
+    expect(await cli(['certs', '--out', second, '--ca-from', path.join(dir, 'nowhere')])).toMatchObject({ code: 2, err: expect.stringContaining('must hold ca.crt and ca.key') });
   });
 });

@@ -192,9 +192,18 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         const service = flag(args, 'service') ?? 'switchyard-webhook';
         const namespace = flag(args, 'namespace') ?? DEFAULT_CONFIG.ownNamespace;
         const url = flag(args, 'url');
-        const bundle = await generateCertificates({ service, namespace, ipAddresses: flags(args, 'ip'), extraDnsNames: flags(args, 'dns') });
+        // --ca-from DIR: sign a new serving certificate with the CA already in DIR, so the caBundle stays valid (leaf rotation).
+        const caFrom = flag(args, 'ca-from');
+        let ca: { cert: string; key: string } | undefined;
+        if (caFrom) {
+          const [cert, key] = ['ca.crt', 'ca.key'].map((f) => path.join(caFrom, f));
+          if (!fs.existsSync(cert) || !fs.existsSync(key)) throw new UsageError(`--ca-from ${caFrom} must hold ca.crt and ca.key (as written by an earlier 'switchyard certs')`);
+          ca = { cert: fs.readFileSync(cert, 'utf8'), key: fs.readFileSync(key, 'utf8') };
+        }
+        const bundle = await generateCertificates({ service, namespace, ipAddresses: flags(args, 'ip'), extraDnsNames: flags(args, 'dns'), ca });
         fs.mkdirSync(dir, { recursive: true });
         fs.writeFileSync(path.join(dir, 'ca.crt'), bundle.caCert);
+        fs.writeFileSync(path.join(dir, 'ca.key'), bundle.caKey, { mode: 0o600 });
         fs.writeFileSync(path.join(dir, 'tls.crt'), bundle.cert);
         fs.writeFileSync(path.join(dir, 'tls.key'), bundle.key, { mode: 0o600 });
         const mwc = mutatingWebhookConfiguration(loadConfig(flag(args, 'config')), {
@@ -203,7 +212,7 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         });
         fs.writeFileSync(path.join(dir, 'secret.yaml'), stringify(tlsSecret(`${service}-tls`, namespace, bundle)));
         fs.writeFileSync(path.join(dir, 'mutatingwebhookconfiguration.yaml'), stringify(mwc));
-        err(`wrote ca.crt, tls.crt, tls.key, secret.yaml and mutatingwebhookconfiguration.yaml to ${dir} (names: ${bundle.dnsNames.join(', ')})\n`);
+        err(`wrote ca.crt, ca.key, tls.crt, tls.key, secret.yaml and mutatingwebhookconfiguration.yaml to ${dir} (names: ${bundle.dnsNames.join(', ')})\n`);
         return 0;
       }
       case 'status':
@@ -215,7 +224,7 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

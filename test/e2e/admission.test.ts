@@ -5,17 +5,19 @@
  * failurePolicy Fail. Needs scripts/lab-build.sh (the test command runs it);
  * outside CI a missing control plane skips with the reason, in CI it fails.
  */
+import { X509Certificate } from 'crypto';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import * as tls from 'tls';
 import { parse } from 'yaml';
 import { ControlPlane, controlPlaneMissing } from '../../lab/src/controlplane';
 import { run as cli } from '../../cli/main';
 import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
 import { projectRoot } from '../../native';
-import { Proc } from '../helpers/proc';
+import { Proc, waitUntil } from '../helpers/proc';
 
 const missing = controlPlaneMissing();
 if (missing && !process.env.CI) process.stderr.write(`skipping e2e admission tests: ${missing}\n`);
@@ -137,6 +139,42 @@ describeLab('injection through a real kube-apiserver', () => {
     for (const obj of ['daemonset.apps/switchyard-interceptor', 'deployment.apps/switchyard-webhook', 'poddisruptionbudget.policy/switchyard-webhook', 'clusterrole.rbac.authorization.k8s.io/switchyard-interceptor', 'mutatingwebhookconfiguration.admissionregistration.k8s.io/switchyard-sidecar-injector']) {
       expect(r.stdout).toContain(`${obj} created (server dry run)`);
     }
+  });
+
+  test('certificate rotation during a stream of pod creations: 0 failures, and the new certificate is served', async () => {
+    const rotated = path.join(tmp, 'rotated');
+    expect(await cli(['certs', '--out', rotated, '--ip', '127.0.0.1', '--url', `https://127.0.0.1:${port}/mutate`, '--ca-from', tmp], () => undefined, () => undefined)).toBe(0);
+    const statuses: number[] = [];
+    let injected = 0;
+    let stop = false;
+    const stream = (async () => {
+      for (let i = 0; !stop; i++) {
+        const r = await create('meshed', pod(`rot-${i}`));
+        statuses.push(r.status);
+        if (r.status === 201 && containers(r.body).includes(SIDECAR_CONTAINER_NAME)) injected++;
+      }
+    })();
+    await waitUntil(() => statuses.length >= 10, '10 pods created before the rotation', 30_000);
+    // As a Secret volume update lands: the new key first, then the certificate the webhook watches.
+    for (const f of ['tls.key', 'tls.crt']) {
+      fs.copyFileSync(path.join(rotated, f), path.join(tmp, `${f}.new`));
+      fs.renameSync(path.join(tmp, `${f}.new`), path.join(tmp, f));
+    }
+    await webhook!.waitForLine((l) => l.includes('serving certificate reloaded'), 30_000);
+    const at = statuses.length;
+    await waitUntil(() => statuses.length >= at + 20, '20 pods created after the rotation', 30_000);
+    stop = true;
+    await stream;
+    expect(statuses.filter((s) => s !== 201)).toEqual([]);
+    expect(injected).toBe(statuses.length);
+    const served = await new Promise<string>((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(path.join(tmp, 'ca.crt')) }, () => {
+        resolve(sock.getPeerX509Certificate()!.fingerprint256);
+        sock.end();
+      });
+      sock.on('error', reject);
+    });
+    expect(served).toBe(new X509Certificate(fs.readFileSync(path.join(rotated, 'tls.crt'))).fingerprint256);
   });
 
   test('failurePolicy Fail: with the webhook stopped, labelled namespaces are refused clearly and others are unaffected', async () => {
