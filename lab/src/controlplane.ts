@@ -137,6 +137,31 @@ export class ControlPlane {
     }
   }
 
+  /**
+   * kube-controller-manager (Deployments → ReplicaSets → Pods, default
+   * ServiceAccounts, ...), leader election off, no serving port.
+   */
+  async startControllerManager(): Promise<void> {
+    const cm = Proc.start('kube-controller-manager', [
+      path.join(k8sBinDir(), 'kube-controller-manager'),
+      `--kubeconfig=${this.kubeconfig}`,
+      `--service-account-private-key-file=${this.file('sa.key')}`,
+      `--root-ca-file=${this.file('ca.crt')}`,
+      '--leader-elect=false',
+      '--secure-port=0',
+      '--controllers=*,-nodeipam,-nodelifecycle,-ttl-after-finished',
+    ]);
+    this.procs.push(cm);
+    // Ready when it has done observable work: the default ServiceAccount of a fresh namespace.
+    const ns = `cm-probe-${Date.now()}`;
+    await this.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const deadline = Date.now() + 60_000;
+    while ((await this.request('GET', `/api/v1/namespaces/${ns}/serviceaccounts/default`)).status !== 200) {
+      if (cm.exitCode !== null || Date.now() > deadline) throw new Error(`kube-controller-manager is not working: ${cm.stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** kubectl (built with the control plane) as the lab admin. */
   kubectl(args: string[]): { code: number; stdout: string; stderr: string } {
     const r = spawnSync(path.join(k8sBinDir(), 'kubectl'), ['--kubeconfig', this.kubeconfig, ...args], { encoding: 'utf8' });

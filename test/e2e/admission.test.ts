@@ -103,6 +103,15 @@ describeLab('injection through a real kube-apiserver', () => {
     expect(webhook!.lines.some((l) => l.includes('pod=meshed/a') || l.includes('namespace=meshed'))).toBe(true);
   });
 
+  test('re-invocation is idempotent: a pod that already carries the sidecar comes back with exactly one', async () => {
+    const first = (await cp.request('GET', '/api/v1/namespaces/meshed/pods/a')).body;
+    const again = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a-again', labels: first.metadata.labels, annotations: first.metadata.annotations }, spec: { ...first.spec, nodeName: undefined } };
+    const r = await create('meshed', again);
+    expect(r.status).toBe(201);
+    expect(containers(r.body).filter((c) => c === SIDECAR_CONTAINER_NAME)).toHaveLength(1);
+    expect(containers(r.body)).toEqual(containers(first));
+  });
+
   test('a pod in an unlabelled namespace, and a pod that opts out, are left alone', async () => {
     const plain = await create('plain', pod('b'));
     expect(plain.status).toBe(201);
@@ -125,6 +134,30 @@ describeLab('injection through a real kube-apiserver', () => {
     const r = await create('meshed', big);
     expect(r.status).toBe(201);
     expect(containers(r.body)).toContain(SIDECAR_CONTAINER_NAME);
+  });
+
+  test("a Deployment's pods are injected on the controller-manager's ReplicaSet path", async () => {
+    await cp.startControllerManager();
+    const labels = { app: 'web' };
+    const d = await cp.request('POST', '/apis/apps/v1/namespaces/meshed/deployments', {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web' },
+      spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: pod('x').spec } },
+    });
+    expect(d.status).toBe(201);
+    const list = async () => (await cp.request('GET', `/api/v1/namespaces/meshed/pods?labelSelector=app%3Dweb`)).body.items as any[];
+    let pods: any[] = [];
+    const deadline = Date.now() + 60_000;
+    while ((pods = await list()).length < 2) {
+      if (Date.now() > deadline) throw new Error(`the ReplicaSet created ${pods.length} pods in 60 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const p of pods) {
+      expect(p.metadata.ownerReferences[0].kind).toBe('ReplicaSet');
+      expect(containers(p).filter((c) => c === SIDECAR_CONTAINER_NAME)).toHaveLength(1);
+      expect(p.metadata.labels[MANAGED_LABEL]).toBe('true');
+    }
   });
 
   test('manifests: kubectl apply --dry-run=server -k manifests/ succeeds against the real apiserver', async () => {
