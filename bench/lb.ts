@@ -19,15 +19,11 @@ import { FakeCluster } from '../test/helpers/fake-apiserver';
 import { NetLab, Pod, sh } from '../test/helpers/netlab';
 import { Proc } from '../test/helpers/proc';
 import { parseWrk } from './dataplane';
+import { median, percentile } from './stats';
 
 const LEAN = path.join(projectRoot(), 'build', 'bench', 'lean');
 const CLUSTER_IP = '10.96.0.20';
 export const LB_SCENARIOS = ['direct', 'iptables', 'socketlb'] as const;
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-};
-const median = (xs: number[]) => pct(xs, 50);
 
 export async function benchLb(o: { rounds: number; seconds: number; log?: (s: string) => void }) {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
@@ -140,7 +136,7 @@ export async function benchLb(o: { rounds: number; seconds: number; log?: (s: st
     lb.stop();
     client.close();
     await cluster.stop();
-    const mapUpdate = { services: 1000, endpointsEach: 10, frontendsProgrammed: frontends, fullSyncMs, updateP50Ms: pct(updates, 50), updateP99Ms: pct(updates, 99) };
+    const mapUpdate = { services: 1000, endpointsEach: 10, frontendsProgrammed: frontends, fullSyncMs, updateP50Ms: percentile(updates, 50), updateP99Ms: percentile(updates, 99) };
     log(`lb map update: 1000 Services × 10 endpoints programmed in ${fullSyncMs.toFixed(0)} ms; one EndpointSlice change → maps p50 ${mapUpdate.updateP50Ms.toFixed(2)} ms p99 ${mapUpdate.updateP99Ms.toFixed(2)} ms`);
     return { rounds: o.rounds, seconds: o.seconds, runs, table, ratios, mapUpdate };
   } finally {

@@ -26,6 +26,7 @@ import { CniRuntime, Invocation } from '../test/helpers/cni-runtime';
 import { FakeApiServer } from '../test/helpers/fake-apiserver';
 import { NetLab, sh } from '../test/helpers/netlab';
 import { Proc } from '../test/helpers/proc';
+import { percentile } from './stats';
 
 const NODE = 'bench-node';
 const CNI_BIN = ['/usr/lib/cni', '/opt/cni/bin', path.join(projectRoot(), 'build', 'cni')];
@@ -33,11 +34,7 @@ const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : d;
 };
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
-};
-const summary = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99), max: Math.max(...xs) });
+const summary = (xs: number[]) => ({ n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), max: Math.max(...xs) });
 const now = () => process.hrtime.bigint();
 const msSince = (t0: bigint, t1 = now()) => Number(t1 - t0) / 1e6;
 

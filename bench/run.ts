@@ -16,15 +16,12 @@ import { projectRoot } from '../native';
 import { benchDataplane, RunResult, Scenario, SCENARIOS, WORKLOADS } from './dataplane';
 import { benchLb } from './lb';
 import { benchRegistration } from './registration';
+import { median } from './stats';
 import { benchWebhook } from './webhook';
 
 const arg = (k: string, d: number) => {
   const i = process.argv.indexOf(`--${k}`);
   return i >= 0 ? Number(process.argv[i + 1]) : d;
-};
-const median = (xs: number[]) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : NaN;
 };
 
 function machine() {

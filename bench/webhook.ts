@@ -18,13 +18,13 @@ import { NAMESPACE_INJECTION_LABEL } from '../webhook/src/contract';
 import { injectPod, PodLike } from '../webhook/src/inject';
 import { WebhookMetrics } from '../webhook/src/metrics';
 import { WebhookServer } from '../webhook/src/server';
+import { percentile } from './stats';
 
 const arg = (name: string, d: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : d;
 };
 
-export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 
 const envPod = (n: number, valueLen = 40): PodLike => ({
   metadata: { name: 'big', namespace: 'apps' },

@@ -65,15 +65,15 @@ static __always_inline int sy_goes_to_sidecar(struct bpf_sock_addr *ctx, const s
 static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port)
 {
 	__u8 proto = ctx->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
-	struct sy_lb_frontend_key fk = { .addr = *dst, .port = *port, .proto = proto };
+	struct sy_lb_frontend *fe = sy_lb_frontend(dst, *port, proto);
 
-	if (!bpf_map_lookup_elem(&sy_lb_frontends, &fk))
+	if (!fe)
 		return SY_LB_NONE;
 	if (proto == IPPROTO_TCP && sy_goes_to_sidecar(ctx, dst, *port)) {
 		sy_count(SY_C_LB_MESH_DEFERRED);
 		return SY_LB_NONE;
 	}
-	return sy_lb_translate(ctx, dst, port, proto);
+	return sy_lb_translate(ctx, fe, dst, port);
 }
 
 /*

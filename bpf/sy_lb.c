@@ -28,7 +28,7 @@ int sy_sendmsg4(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	sy_addr_from_v4(&dst, ctx->user_ip4);
-	int lb = sy_lb_translate(ctx, &dst, &port, IPPROTO_UDP);
+	int lb = sy_lb_translate_if_frontend(ctx, &dst, &port, IPPROTO_UDP);
 
 	if (lb == SY_LB_NO_BACKEND) {
 		bpf_set_retval(-ECONNREFUSED);
@@ -50,7 +50,7 @@ int sy_sendmsg6(struct bpf_sock_addr *ctx)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
 	SY_LOAD_IP6(&dst, ctx->user_ip6);
-	int lb = sy_lb_translate(ctx, &dst, &port, IPPROTO_UDP);
+	int lb = sy_lb_translate_if_frontend(ctx, &dst, &port, IPPROTO_UDP);
 
 	if (lb == SY_LB_NO_BACKEND) {
 		bpf_set_retval(-ECONNREFUSED);

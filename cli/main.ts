@@ -21,6 +21,7 @@ import { stringify } from 'yaml';
 import { DEFAULT_CONFIG, InjectorConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
+import type { ServiceStatus } from '../interceptor/src/lb/controller';
 import { generateCertificates, tlsSecret } from '../certs/src/generate';
 
 class UsageError extends Error {}
@@ -106,7 +107,7 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
       return 0;
     }
     const rows = [['SERVICE', 'FRONTEND', 'BACKENDS', 'AFFINITY', 'TRANSLATED', 'NO-BACKEND']];
-    for (const s of r.body.services as { service: string; frontend: string; backends: string[]; affinityTimeoutSeconds: number; translations: string; noBackend: string }[]) {
+    for (const s of r.body.services as ServiceStatus[]) {
       rows.push([s.service, s.frontend, s.backends.join(',') || '(none: connects refused)', s.affinityTimeoutSeconds ? `ClientIP ${s.affinityTimeoutSeconds}s` : '-', s.translations, s.noBackend]);
     }
     out(table(rows));

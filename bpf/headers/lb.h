@@ -88,19 +88,23 @@ static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *
 	return 0;
 }
 
-/*
- * Translates *dst:*port (host byte order port) if it is a frontend. On
- * success the reverse entry is recorded under the socket cookie.
- */
-static __always_inline int sy_lb_translate(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
-					   __u8 proto)
+/* The frontend at dst:port/proto (host byte order port), or NULL. */
+static __always_inline struct sy_lb_frontend *sy_lb_frontend(const struct sy_addr *dst, __u16 port, __u8 proto)
 {
-	struct sy_lb_frontend_key fk = { .addr = *dst, .port = *port, .proto = proto };
-	struct sy_lb_frontend *fe = bpf_map_lookup_elem(&sy_lb_frontends, &fk);
+	struct sy_lb_frontend_key fk = { .addr = *dst, .port = port, .proto = proto };
+
+	return bpf_map_lookup_elem(&sy_lb_frontends, &fk);
+}
+
+/*
+ * Sends *dst:*port, which is frontend fe, to one of its backends, and records
+ * the reverse entry under the socket cookie.
+ */
+static __always_inline int sy_lb_translate(struct bpf_sock_addr *ctx, const struct sy_lb_frontend *fe,
+					   struct sy_addr *dst, __u16 *port)
+{
 	struct sy_lb_backend b;
 
-	if (!fe)
-		return SY_LB_NONE;
 	if (sy_lb_pick(bpf_get_netns_cookie(ctx), fe, &b)) {
 		sy_count(SY_C_LB_NO_BACKEND);
 		sy_lb_count(fe->service_id, 0);
@@ -115,6 +119,15 @@ static __always_inline int sy_lb_translate(struct bpf_sock_addr *ctx, struct sy_
 	sy_count(SY_C_LB_TRANSLATED);
 	sy_lb_count(fe->service_id, 1);
 	return SY_LB_TRANSLATED;
+}
+
+/* A datagram or connect to dst:port: translated if it is a frontend. */
+static __always_inline int sy_lb_translate_if_frontend(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
+						       __u8 proto)
+{
+	struct sy_lb_frontend *fe = sy_lb_frontend(dst, *port, proto);
+
+	return fe ? sy_lb_translate(ctx, fe, dst, port) : SY_LB_NONE;
 }
 
 /* The frontend a translated socket asked for, given the backend it talks to. */

@@ -35,7 +35,8 @@ export function controlPlaneMissing(): string | undefined {
   return undefined;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.on('error', reject);

@@ -25,15 +25,24 @@ export function kernelTestBlocker(): string | null {
   return null;
 }
 
-const blocker = kernelTestBlocker();
-if (blocker && !process.env.CI) {
-  process.stderr.write(`skipping kernel tests: ${blocker}\n`);
+/**
+ * Tests that need something of the machine: skipped outside CI with a message
+ * naming what is missing, failing in CI (call require() in beforeAll).
+ */
+export function gate(what: string, blocker: string | null | undefined): { describe: jest.Describe; require(): void } {
+  if (blocker && !process.env.CI) process.stderr.write(`skipping ${what}: ${blocker}\n`);
+  return {
+    describe: blocker && !process.env.CI ? describe.skip : describe,
+    require(): void {
+      if (blocker) throw new Error(`${what} cannot run: ${blocker} (CI requires them)`);
+    },
+  };
 }
+
+const kernel = gate('kernel tests', kernelTestBlocker());
 
 /** describe() for kernel tests: skipped outside CI when the machine cannot run them; failing in CI. */
-export const describeKernel: jest.Describe = blocker && !process.env.CI ? describe.skip : describe;
+export const describeKernel: jest.Describe = kernel.describe;
 
 /** Call in beforeAll: turns a missing prerequisite into a failure under CI. */
-export function requireKernel(): void {
-  if (blocker) throw new Error(`kernel tests cannot run: ${blocker} (CI requires them)`);
-}
+export const requireKernel = kernel.require;

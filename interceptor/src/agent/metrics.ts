@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { COUNTERS, counterKey } from '../dataplane/abi';
 import { Dataplane } from '../dataplane/dataplane';
+import { ServiceStatus } from '../lb/controller';
 import { RecordStore } from './state';
 
 export class AgentMetrics {
@@ -25,10 +26,10 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
-  private services: () => { service: string; frontend: string; backends: string[]; translations: string; noBackend: string }[] = () => [];
+  private services: () => ServiceStatus[] = () => [];
 
   /** Per-Service load-balancer figures, read at scrape time. */
-  watchServices(f: () => { service: string; frontend: string; backends: string[]; translations: string; noBackend: string }[]): void {
+  watchServices(f: () => ServiceStatus[]): void {
     this.services = f;
   }
 

@@ -11,7 +11,7 @@ import { Dataplane } from '../dataplane/dataplane';
 import { Logger } from '../../../webhook/src/log';
 import { anyPid, findPodCgroup } from './cgroups';
 import { AgentConfig } from './config';
-import { PodObject, podKey, REGISTRATION_REASONS, registrationDecision } from './decision';
+import { PodObject, REGISTRATION_REASONS, registrationDecision } from './decision';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
 import { PodRecord, RecordStore } from './state';
@@ -226,7 +226,7 @@ export class Registrar {
         out.removed++;
       } else if (!this.dp.pod(BigInt(r.netnsCookie))) {
         // The record outlived its map entry (removed by hand, or a crash mid-registration).
-        if (this.reregister(r)) out.reregistered++;
+        if (this.reregister(r, 'reconcile-missing-entry')) out.reregistered++;
       } else if (this.updateSettings(r, pod)) out.updated++;
     }
     for (const pod of live.values()) {
@@ -235,28 +235,20 @@ export class Registrar {
       const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).filter(Boolean);
       const sandbox = ips.length ? this.sandboxOf(pod) : undefined;
       if (!sandbox) continue; // not running yet: CNI ADD will register it
-      try {
-        const ifname = 'eth0'; // the pod interface name Kubernetes runtimes use
-        const reg = this.dp.registerPod({ netnsPath: sandbox.netnsPath, cgroupPath: sandbox.cgroupPath, ips, interception: d.interception, ifname });
-        this.store.put({
-          containerId: `reconciled-${pod.metadata!.uid}`,
-          namespace: pod.metadata!.namespace!,
-          name: pod.metadata!.name!,
-          uid: pod.metadata!.uid!,
-          netnsPath: sandbox.netnsPath,
-          ifname,
-          ips,
-          cgroupPath: sandbox.cgroupPath,
-          netnsCookie: String(reg.netnsCookie),
-          interception: d.interception,
-          registeredAt: new Date().toISOString(),
-        });
-        this.metrics.reconciled.inc({ action: 'reregistered' });
-        this.log('info', 'pod registered', { pod: podKey(pod), netns_cookie: String(reg.netnsCookie), ips: ips.join(','), cgroup: sandbox.cgroupPath, reason: 'reconcile-missing' });
-        out.reregistered++;
-      } catch (e) {
-        this.log('error', 'pod not registered', { pod: podKey(pod), reason: 'reconcile-failed', error: (e as Error).message });
-      }
+      const record: PodRecord = {
+        containerId: `reconciled-${pod.metadata!.uid}`,
+        namespace: pod.metadata!.namespace!,
+        name: pod.metadata!.name!,
+        uid: pod.metadata!.uid!,
+        netnsPath: sandbox.netnsPath,
+        ifname: 'eth0', // the pod interface name Kubernetes runtimes use
+        ips,
+        cgroupPath: sandbox.cgroupPath,
+        netnsCookie: '', // set by reregister
+        interception: d.interception,
+        registeredAt: new Date().toISOString(),
+      };
+      if (this.reregister(record, 'reconcile-missing')) out.reregistered++;
     }
     // Map entries that no record owns (state lost, or a crash between map write and record write).
     const owned = new Set(this.store.all().map((r) => r.netnsCookie));
@@ -270,12 +262,13 @@ export class Registrar {
     return out;
   }
 
-  private reregister(r: PodRecord): boolean {
+  /** Registers a record's pod again and stores the record with its (new) netns cookie. */
+  private reregister(r: PodRecord, reason: 'reconcile-missing' | 'reconcile-missing-entry'): boolean {
     try {
       const reg = this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: r.interception, ifname: r.ifname });
       this.store.put({ ...r, netnsCookie: String(reg.netnsCookie) });
       this.metrics.reconciled.inc({ action: 'reregistered' });
-      this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), reason: 'reconcile-missing-entry' });
+      this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), ips: r.ips.join(','), cgroup: r.cgroupPath, reason });
       return true;
     } catch (e) {
       this.log('error', 'pod not registered', { pod: `${r.namespace}/${r.name}`, reason: 'reconcile-failed', error: (e as Error).message });

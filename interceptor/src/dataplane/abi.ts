@@ -130,6 +130,13 @@ export function decodeLbFrontend(b: Buffer): LbFrontendValue {
   return { serviceId: b.readUInt32LE(0), backendCount: b.readUInt16LE(4), affinityTimeoutSeconds: affinity ? b.readUInt32LE(8) : 0 };
 }
 
+/** Key of sy_lb_counters: the service id. */
+export function encodeServiceId(serviceId: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(serviceId);
+  return b;
+}
+
 export function encodeLbBackendKey(serviceId: number, slot: number): Buffer {
   const b = Buffer.alloc(LB_BACKEND_KEY.size);
   b.writeUInt32LE(serviceId, 0);

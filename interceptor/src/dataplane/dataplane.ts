@@ -44,6 +44,7 @@ import {
   encodeLbBackendKey,
   encodeLbFrontend,
   encodeLbFrontendKey,
+  encodeServiceId,
 } from './abi';
 import { encodeAddr } from './addr';
 import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
@@ -452,10 +453,8 @@ export class Dataplane {
     const fkey = encodeLbFrontendKey(frontend);
     const old = n.mapLookup(this.fd('sy_lb_frontends'), fkey);
     const oldCount = old ? decodeLbFrontend(old).backendCount : 0;
-    const cpus = n.possibleCpus();
-    const ckey = Buffer.alloc(4);
-    ckey.writeUInt32LE(serviceId);
-    if (!n.mapLookup(this.fd('sy_lb_counters'), ckey)) n.mapUpdate(this.fd('sy_lb_counters'), ckey, Buffer.alloc(LB_COUNTERS.size * cpus));
+    const ckey = encodeServiceId(serviceId);
+    if (!n.mapLookup(this.fd('sy_lb_counters'), ckey)) n.mapUpdate(this.fd('sy_lb_counters'), ckey, Buffer.alloc(LB_COUNTERS.size * n.possibleCpus()));
     backends.forEach((b, slot) => n.mapUpdate(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot), encodeLbBackend(b)));
     n.mapUpdate(this.fd('sy_lb_frontends'), fkey, encodeLbFrontend({ serviceId, backendCount: backends.length, affinityTimeoutSeconds }));
     for (let slot = backends.length; slot < oldCount; slot++) n.mapDelete(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot));
@@ -469,15 +468,13 @@ export class Dataplane {
     n.mapDelete(this.fd('sy_lb_frontends'), fkey);
     const count = old ? decodeLbFrontend(old).backendCount : 0;
     for (let slot = 0; slot < count; slot++) n.mapDelete(this.fd('sy_lb_backends'), encodeLbBackendKey(serviceId, slot));
-    const ckey = Buffer.alloc(4);
-    ckey.writeUInt32LE(serviceId);
-    n.mapDelete(this.fd('sy_lb_counters'), ckey);
+    n.mapDelete(this.fd('sy_lb_counters'), encodeServiceId(serviceId));
   }
 
-  /** One frontend's backends as the kernel holds them, or null. */
-  service(frontend: LbFrontend): { serviceId: number; backends: LbBackend[]; affinityTimeoutSeconds: number } | null {
+  /** A frontend's value and its backends in slot order, as the kernel holds them. */
+  private readFrontend(key: Buffer): { serviceId: number; backends: LbBackend[]; affinityTimeoutSeconds: number } | null {
     const n = native();
-    const raw = n.mapLookup(this.fd('sy_lb_frontends'), encodeLbFrontendKey(frontend));
+    const raw = n.mapLookup(this.fd('sy_lb_frontends'), key);
     if (!raw) return null;
     const v = decodeLbFrontend(raw);
     const backends: LbBackend[] = [];
@@ -488,23 +485,20 @@ export class Dataplane {
     return { serviceId: v.serviceId, backends, affinityTimeoutSeconds: v.affinityTimeoutSeconds };
   }
 
+  /** One frontend's backends as the kernel holds them, or null. */
+  service(frontend: LbFrontend): { serviceId: number; backends: LbBackend[]; affinityTimeoutSeconds: number } | null {
+    return this.readFrontend(encodeLbFrontendKey(frontend));
+  }
+
   /** Every programmed frontend with its backends and counters, as the kernel holds them. */
   services(): { frontend: LbFrontend; serviceId: number; affinityTimeoutSeconds: number; backends: LbBackend[]; translations: bigint; noBackend: bigint }[] {
     const n = native();
     return n.mapKeys(this.fd('sy_lb_frontends')).flatMap((k) => {
-      const raw = n.mapLookup(this.fd('sy_lb_frontends'), k);
-      if (!raw) return [];
-      const v = decodeLbFrontend(raw);
-      const backends: LbBackend[] = [];
-      for (let slot = 0; slot < v.backendCount; slot++) {
-        const b = n.mapLookup(this.fd('sy_lb_backends'), encodeLbBackendKey(v.serviceId, slot));
-        if (b) backends.push(decodeLbBackend(b));
-      }
-      const ckey = Buffer.alloc(4);
-      ckey.writeUInt32LE(v.serviceId);
-      const c = n.mapLookup(this.fd('sy_lb_counters'), ckey);
+      const f = this.readFrontend(k);
+      if (!f) return [];
+      const c = n.mapLookup(this.fd('sy_lb_counters'), encodeServiceId(f.serviceId));
       const counters = c ? decodeLbCounters(c) : { translations: 0n, noBackend: 0n };
-      return [{ frontend: decodeLbFrontendKey(k), serviceId: v.serviceId, affinityTimeoutSeconds: v.affinityTimeoutSeconds, backends, ...counters }];
+      return [{ frontend: decodeLbFrontendKey(k), ...f, ...counters }];
     });
   }
 

@@ -17,6 +17,17 @@ import { Reflector } from '../kube/reflector';
 import { EndpointSliceObject, FrontendSpec, SERVICE_NAME_LABEL, ServiceObject, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
 
 
+/** One frontend as `switchyard status services` and the metrics show it. */
+export interface ServiceStatus {
+  service: string;
+  frontend: string;
+  serviceId: number;
+  affinityTimeoutSeconds: number;
+  backends: string[];
+  translations: string;
+  noBackend: string;
+}
+
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
 export class ServiceLoadBalancer {
@@ -149,7 +160,7 @@ export class ServiceLoadBalancer {
   }
 
   /** The kernel's view, with the Service that owns each frontend. */
-  status() {
+  status(): ServiceStatus[] {
     const ownerOf = new Map<string, string>();
     for (const [svc, fs] of this.owned) for (const k of fs.keys()) ownerOf.set(k, svc);
     return this.dp.services().map((s) => ({
