@@ -47,6 +47,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The status code of a GET to a component's own self-signed health endpoint, or 0 if it does not answer. */
+function httpsStatus(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    https
+      .get(url, { rejectUnauthorized: false, agent: false, timeout: 2000 }, (res) => resolve(res.resume().statusCode ?? 0))
+      .on('error', () => resolve(0))
+      .on('timeout', function (this: any) {
+        this.destroy();
+      });
+  });
+}
+
 function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -163,9 +175,33 @@ export class ControlPlane {
     }
   }
 
+  /**
+   * kube-scheduler, leader election off. Ready when its own /readyz (which
+   * includes the informer-sync check) answers 200 on a loopback port.
+   */
+  async startScheduler(): Promise<void> {
+    const port = await freePort();
+    const sched = Proc.start('kube-scheduler', [
+      path.join(k8sBinDir(), 'kube-scheduler'),
+      `--kubeconfig=${this.kubeconfig}`,
+      `--authentication-kubeconfig=${this.kubeconfig}`,
+      `--authorization-kubeconfig=${this.kubeconfig}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${this.file('scheduler-cert')}`,
+    ]);
+    this.procs.push(sched);
+    const deadline = Date.now() + 60_000;
+    while ((await httpsStatus(`https://127.0.0.1:${port}/readyz`)) !== 200) {
+      if (sched.exitCode !== null || Date.now() > deadline) throw new Error(`kube-scheduler is not ready: ${sched.stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** kubectl (built with the control plane) as the lab admin. */
-  kubectl(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync(path.join(k8sBinDir(), 'kubectl'), ['--kubeconfig', this.kubeconfig, ...args], { encoding: 'utf8' });
+  kubectl(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync(path.join(k8sBinDir(), 'kubectl'), ['--kubeconfig', this.kubeconfig, ...args], { encoding: 'utf8', input });
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 

@@ -145,6 +145,12 @@ export class NetLab {
     this.namespaces.splice(this.namespaces.indexOf(name), 1);
   }
 
+  /** Removes one of the lab's cgroups now (waits for its processes to be reaped). */
+  async removeCgroup(dir: string): Promise<void> {
+    await rmdirWhenEmpty(dir);
+    this.cgroups.splice(this.cgroups.indexOf(dir), 1);
+  }
+
   private addNetnsNamed(name: string): string {
     sh('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
@@ -326,6 +332,14 @@ export function sweepStaleLabs(): string[] {
     if (isStale(dir)) {
       Dataplane.removePins(path.join('/sys/fs/bpf', dir));
       removed.push(`pins ${dir}`);
+    }
+  }
+  // The lab cluster's run directory (/run/switchyard-lab/sylab-<pid>p<id>: logs, certs, agent state).
+  const runRoot = '/run/switchyard-lab';
+  for (const dir of fs.existsSync(runRoot) ? fs.readdirSync(runRoot) : []) {
+    if (isStale(dir)) {
+      fs.rmSync(path.join(runRoot, dir), { recursive: true, force: true });
+      removed.push(`run dir ${dir}`);
     }
   }
   let mount: string;

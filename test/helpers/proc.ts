@@ -3,6 +3,7 @@
  * process says (a 'ready' line, an access-log line), never on the clock.
  */
 import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
 
 export class Proc {
   readonly lines: string[] = [];
@@ -35,6 +36,15 @@ export class Proc {
 
   static start(label: string, argv: string[], env?: NodeJS.ProcessEnv): Proc {
     return new Proc(label, spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: env ?? process.env }));
+  }
+
+  /** Also appends everything the process prints (stdout and stderr) to a file, for people to tail. */
+  tee(file: string): this {
+    const out = fs.openSync(file, 'a');
+    this.child.stdout!.on('data', (d: string) => fs.writeSync(out, d));
+    this.child.stderr!.on('data', (d: string) => fs.writeSync(out, d));
+    this.child.on('close', () => fs.closeSync(out));
+    return this;
   }
 
   get pid(): number {

@@ -1,0 +1,56 @@
+/**
+ * The lab pulls no images: there is no container runtime here. A container
+ * runs as a process on this machine, with its `command` and `args` applied
+ * the Kubernetes way to an image's entrypoint from this table:
+ *
+ *   command set      → command + args, from the host's PATH (any image)
+ *   image in table   → the table's entrypoint + args (or + the default args)
+ *   otherwise        → the container cannot start: ImageNotAvailable
+ */
+import * as path from 'path';
+import { projectRoot } from '../../native';
+
+interface LabImage {
+  /** ENTRYPOINT, as absolute argv. */
+  entrypoint: string[];
+  /** CMD: used when the container gives no args. */
+  cmd?: string[];
+  what: string;
+}
+
+function nodeScript(rel: string): string[] {
+  return [process.execPath, path.join(projectRoot(), 'dist', rel)];
+}
+
+/** Image repositories (no tag or digest) the lab can run. */
+export const LAB_IMAGES: Record<string, LabImage> = {
+  'switchyard/proxy': { entrypoint: nodeScript('sidecar/src/main.js'), what: 'the reference sidecar (sidecar/)' },
+  'switchyard-lab/http-echo': { entrypoint: nodeScript('lab/src/apps/http-echo.js'), what: 'an HTTP server that answers with its pod name (lab/src/apps/http-echo.ts)' },
+  'switchyard-lab/http-get': { entrypoint: nodeScript('lab/src/apps/http-get.js'), what: 'one HTTP GET, then exit (lab/src/apps/http-get.ts)' },
+  'switchyard-lab/pause': { entrypoint: ['sleep', 'infinity'], what: 'does nothing until stopped' },
+};
+
+/** registry.example:5000/team/app:1.2@sha256:… → registry.example:5000/team/app */
+export function imageRepository(image: string): string {
+  const noDigest = image.split('@')[0];
+  const slash = noDigest.lastIndexOf('/');
+  const colon = noDigest.lastIndexOf(':');
+  return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
+export class ImageNotAvailable extends Error {
+  readonly reason = 'ImageNotAvailable';
+}
+
+/** The argv a container runs, or why it cannot run here. */
+export function containerArgv(c: { image?: string; command?: string[]; args?: string[] }): string[] {
+  if (c.command?.length) return [...c.command, ...(c.args ?? [])];
+  const img = LAB_IMAGES[imageRepository(c.image ?? '')];
+  if (!img) {
+    throw new ImageNotAvailable(
+      `the lab runs no images and has no entrypoint for ${JSON.stringify(c.image ?? '')}: give the container a command, ` +
+        `or use one of ${Object.keys(LAB_IMAGES).join(', ')}`,
+    );
+  }
+  return [...img.entrypoint, ...(c.args ?? img.cmd ?? [])];
+}
