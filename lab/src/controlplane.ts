@@ -207,6 +207,7 @@ export class ControlPlane {
 
   /** One request as the lab admin. */
   request(method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
+    const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = https.request(
         `${this.url}${urlPath}`,
@@ -215,7 +216,8 @@ export class ControlPlane {
           ca: fs.readFileSync(this.file('ca.crt')),
           cert: fs.readFileSync(this.file('admin.crt')),
           key: fs.readFileSync(this.file('admin.key')),
-          headers: { 'content-type': contentType, accept: 'application/json' },
+          // A DELETE's body (DeleteOptions) is read only with a Content-Length: without one Node sends none.
+          headers: { 'content-type': contentType, accept: 'application/json', ...(data === undefined ? {} : { 'content-length': Buffer.byteLength(data) }) },
           agent: false,
         },
         (res) => {
@@ -232,7 +234,7 @@ export class ControlPlane {
         },
       );
       req.on('error', reject);
-      req.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
+      req.end(data);
     });
   }
 

@@ -1,0 +1,224 @@
+/**
+ * Traffic through the lab cluster: the real control plane (scheduler and
+ * controller-manager included), the webhook and interceptor as processes on
+ * their ServiceAccounts' tokens, and the lab node playing kubelet on the real
+ * kernel (netns, cgroup2, Debian's CNI plugins, switchyard-cni, BPF).
+ * Outside CI a missing control plane or kernel capability skips with the
+ * reason; in CI it fails.
+ */
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { LabCluster } from '../../lab/src/cluster';
+import { controlPlaneMissing } from '../../lab/src/controlplane';
+import { LAB_IMAGES } from '../../lab/src/images';
+import { run as cli } from '../../cli/main';
+import { projectRoot } from '../../native';
+import type { ServiceStatus } from '../../interceptor/src/lb/controller';
+import { gate, kernelTestBlocker } from '../helpers/kernel';
+
+const lab = gate('e2e lab tests', controlPlaneMissing() ?? kernelTestBlocker());
+
+async function sw(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await cli(args, (s) => (out += s), (s) => (err += s));
+  return { code, out, err };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control plane', () => {
+  let c: LabCluster;
+  const nodeLog: string[] = [];
+  let a: any;
+  let bs: any[];
+  let clusterIP: string;
+
+  const kjson = (args: string[]) => JSON.parse(c.kubectl([...args, '-o', 'json']));
+  const readyPods = (selector: string, n: number) =>
+    waitFor(`${n} Ready pods with ${selector}`, () => {
+      const items = (kjson(['get', 'pods', '-n', 'demo', '-l', selector]).items as any[]).filter(
+        (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((x: any) => x.type === 'Ready' && x.status === 'True'),
+      );
+      return items.length === n ? items : undefined;
+    });
+  const logs = async (pod: string, container: string) => {
+    const r = await sw(['logs', pod, '-n', 'demo', '-c', container, '--log-dir', path.dirname(c.dir)]);
+    expect(r.err).toBe('');
+    return r.out.split('\n').filter(Boolean);
+  };
+  /** A sidecar writes its access-log line when the connection closes, a moment after the client has its answer. */
+  const linesOnceThere = async (pod: string, container: string, match: (l: string) => boolean, n: number) => {
+    await waitFor(`${n} matching lines in ${pod}/${container}`, async () => ((await logs(pod, container)).filter(match).length >= n ? true : undefined), 10_000);
+    return (await logs(pod, container)).filter(match);
+  };
+  const status = async () => JSON.parse((await sw(['status', '-o', 'json', '--socket', c.agentSocket])).out) as { pods: { name: string; ips: string[]; counters: Record<string, string> }[]; node: Record<string, string> };
+  const counter = async (pod: string, k: string) => Number((await status()).pods.find((p) => p.name === pod)?.counters[k] ?? NaN);
+  const services = async () => (JSON.parse((await sw(['status', 'services', '-o', 'json', '--socket', c.agentSocket])).out) as { services: ServiceStatus[] }).services;
+  const get = async (url: string) => {
+    const r = await c.node.exec('demo', a.metadata.name, 'app', [...LAB_IMAGES['switchyard-lab/http-get'].entrypoint, url]);
+    expect({ url, code: r.code }).toEqual({ url, code: 0 });
+    return r.output.trim();
+  };
+
+  beforeAll(async () => {
+    lab.require();
+    c = new LabCluster((level, msg, f) => nodeLog.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`));
+    await c.start();
+    c.kubectl(['create', 'namespace', 'demo']);
+    c.kubectl(['label', 'namespace', 'demo', 'switchyard.dev/injection=enabled']);
+    c.kubectl(['apply', '-f', path.join(projectRoot(), 'lab', 'demo', 'apps.yaml')]);
+    [a] = await readyPods('app=app-a', 1);
+    bs = await readyPods('app=app-b', 2);
+    for (const p of [a, ...bs]) await waitFor(`${p.metadata.name} listening`, async () => ((await logs(p.metadata.name, 'app')).some((l) => l.includes('listening on :8080')) ? true : undefined));
+    clusterIP = kjson(['get', 'service', 'app-b', '-n', 'demo']).spec.clusterIP;
+    await waitFor('app-b programmed with 2 backends', async () => ((await services()).some((s) => s.service === 'demo/app-b' && s.backends.length === 2) ? true : undefined));
+  }, 180_000);
+
+  afterAll(async () => {
+    const dir = c?.dir;
+    const id = c?.netlab.id;
+    await c?.stop();
+    if (id) {
+      // Nothing of the lab is left: netns, cgroups, pins, run directory.
+      expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(id);
+      expect(fs.existsSync(c.netlab.cgroupRoot)).toBe(false);
+      expect(fs.existsSync(c.netlab.pinRoot)).toBe(false);
+      expect(fs.existsSync(dir)).toBe(false);
+    }
+  }, 60_000);
+
+  test('every pod was injected, scheduled to the lab node, given an IP by the CNI chain and registered before its containers started', async () => {
+    const st = await status();
+    for (const p of [a, ...bs]) {
+      expect(p.spec.nodeName).toBe('switchyard-lab-node');
+      expect(p.metadata.labels['switchyard.dev/managed']).toBe('true');
+      expect(p.spec.initContainers.map((x: any) => [x.name, x.restartPolicy])).toEqual([['switchyard-proxy', 'Always']]);
+      expect(p.status.podIP).toMatch(/^10\.244\.0\./);
+      expect(p.status.initContainerStatuses[0]).toMatchObject({ name: 'switchyard-proxy', ready: true, started: true });
+      expect(st.pods.find((x) => x.name === p.metadata.name)?.ips).toEqual([p.status.podIP]);
+      // The agent registered the pod during CNI ADD, before the node started any container.
+      const registered = nodeLog.findIndex((l) => l.includes('pod network ready') && l.includes(p.metadata.name));
+      const firstContainer = nodeLog.findIndex((l) => l.includes('container started') && l.includes(p.metadata.name));
+      expect(registered).toBeGreaterThanOrEqual(0);
+      expect(firstContainer).toBeGreaterThan(registered);
+    }
+    expect(c.agent!.lines.filter((l) => l.includes('msg="pod registered"') && l.includes('pod=demo/'))).toHaveLength(3);
+  });
+
+  test('app A → app B by pod IP goes through both sidecars: access logs and counters', async () => {
+    const b = bs[0];
+    const [aOut, bIn] = [await counter(a.metadata.name, 'redirected_outbound'), await counter(b.metadata.name, 'redirected_inbound')];
+    const reply = await get(`http://${b.status.podIP}:8080/`);
+    expect(reply).toContain(`status=200 body="hello from ${b.metadata.name}"`);
+    expect(await linesOnceThere(a.metadata.name, 'switchyard-proxy', (l) => l.includes(`outbound src=127.0.0.1:`) && l.includes(`dst=${b.status.podIP}:8080`) && l.includes('result=ok'), 1)).toHaveLength(1);
+    expect(await linesOnceThere(b.metadata.name, 'switchyard-proxy', (l) => l.includes(`inbound src=${a.status.podIP}:`) && l.includes(`dst=${b.status.podIP}:8080`) && l.includes('result=ok'), 1)).toHaveLength(1);
+    expect(await counter(a.metadata.name, 'redirected_outbound')).toBe(aOut + 1);
+    expect(await counter(b.metadata.name, 'redirected_inbound')).toBe(bIn + 1);
+    // The app saw the request come from app-a's sidecar, not from the node.
+    expect((await logs(b.metadata.name, 'app')).some((l) => l.includes('GET / from='))).toBe(true);
+  });
+
+  test('app A → app B by the Service: socket-level load balancing over both pods, each request through both sidecars', async () => {
+    const before = (await services()).find((s) => s.service === 'demo/app-b')!;
+    const n = 20;
+    const served = new Map<string, number>();
+    for (let i = 0; i < n; i++) {
+      const m = /body="hello from ([^"]+)"/.exec(await get(`http://${clusterIP}/`));
+      expect(m).not.toBeNull();
+      served.set(m![1], (served.get(m![1]) ?? 0) + 1);
+    }
+    expect([...served.keys()].sort()).toEqual(bs.map((b) => b.metadata.name).sort());
+    // Outbound: app-a's sidecar saw the ClusterIP as the original destination.
+    expect(await linesOnceThere(a.metadata.name, 'switchyard-proxy', (l) => l.includes(`dst=${clusterIP}:80`) && l.includes('result=ok'), n)).toHaveLength(n);
+    // Inbound: each app-b sidecar logged exactly the requests its app answered (+ the pod-IP request of the test above for the first).
+    for (const b of bs) {
+      const expected = (served.get(b.metadata.name) ?? 0) + (b === bs[0] ? 1 : 0);
+      expect(await linesOnceThere(b.metadata.name, 'switchyard-proxy', (l) => l.includes(`inbound src=${a.status.podIP}:`) && l.includes('result=ok'), expected)).toHaveLength(expected);
+    }
+    const after = (await services()).find((s) => s.service === 'demo/app-b')!;
+    // Each connect is translated once: by the sidecar's upstream connect (the app's own is deferred to its sidecar).
+    expect(Number(after.translations) - Number(before.translations)).toBe(n);
+  });
+
+  test('deleting a pod stops it, CNI DEL unregisters it, and the ReplicaSet replacement is registered and balanced to', async () => {
+    const victim = bs[1];
+    const netnsBefore = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    // kubectl runs synchronously here, in the process that also runs the lab node: it must not wait.
+    c.kubectl(['delete', 'pod', victim.metadata.name, '-n', 'demo', '--wait=false']);
+    // Gone from the API means the node finished: containers stopped, CNI DEL, sandbox removed, object deleted.
+    await waitFor(`${victim.metadata.name} gone from the API`, async () => ((await c.cp.request('GET', `/api/v1/namespaces/demo/pods/${victim.metadata.name}`)).status === 404 ? true : undefined));
+    expect((await status()).pods.map((p) => p.name)).not.toContain(victim.metadata.name);
+    expect(c.agent!.lines.some((l) => l.includes('msg="pod unregistered"') && l.includes(`pod=demo/${victim.metadata.name}`) && l.includes('reason=cni-del'))).toBe(true);
+    const sandbox = `${c.netlab.id}-pod-${victim.metadata.uid.slice(0, 8)}`;
+    expect(netnsBefore).toContain(sandbox);
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(sandbox);
+    expect(fs.existsSync(path.join(c.netlab.cgroupRoot, 'kubepods', `pod${victim.metadata.uid}`))).toBe(false);
+
+    const now = await readyPods('app=app-b', 2);
+    const replacement = now.find((p) => p.metadata.name !== bs[0].metadata.name)!;
+    expect(replacement.metadata.name).not.toBe(victim.metadata.name);
+    expect((await status()).pods.map((p) => p.name)).toContain(replacement.metadata.name);
+    await waitFor(`${replacement.metadata.name} listening`, async () => ((await logs(replacement.metadata.name, 'app')).some((l) => l.includes('listening on')) ? true : undefined));
+    await waitFor('the Service to balance to the replacement', async () => {
+      const s = (await services()).find((x) => x.service === 'demo/app-b')!;
+      return s.backends.includes(`${replacement.status.podIP}:8080`) && s.backends.length === 2 ? true : undefined;
+    });
+    const reply = await get(`http://${replacement.status.podIP}:8080/`);
+    expect(reply).toContain(`hello from ${replacement.metadata.name}`);
+    bs = [bs[0], replacement];
+  });
+
+  test('a container the lab cannot run waits with ImageNotAvailable and a message that says what to do', async () => {
+    c.kubectl(['run', 'unknown-image', '-n', 'demo', '--image=registry.example/team/app:1.2', '--restart=Never']);
+    const st = await waitFor('the unknown-image status', () => {
+      const p = kjson(['get', 'pod', 'unknown-image', '-n', 'demo']);
+      return p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ImageNotAvailable' ? p : undefined;
+    });
+    expect(st.status.containerStatuses[0].state.waiting.message).toMatch(/give the container a command, or use one of switchyard\/proxy/);
+    // The sidecar the webhook added still runs, and the pod is not Ready.
+    expect(st.status.initContainerStatuses[0]).toMatchObject({ name: 'switchyard-proxy', started: true });
+    expect(st.status.conditions.find((x: any) => x.type === 'Ready').status).toBe('False');
+  });
+
+  test('an exiting container is restarted with back-off; switchyard logs shows the current and -p the previous run', async () => {
+    c.kubectl(['run', 'crasher', '-n', 'demo', '--image=any', '--restart=Always', '--command', '--', 'sh', '-c', 'echo "run at $(date +%s%N)"; exit 3']);
+    const p = await waitFor('crasher restarted', () => {
+      const x = kjson(['get', 'pod', 'crasher', '-n', 'demo']);
+      const cs = x.status?.containerStatuses?.[0];
+      return cs?.restartCount >= 1 && cs?.lastState?.terminated ? x : undefined;
+    }, 30_000);
+    expect(p.status.containerStatuses[0].lastState.terminated).toMatchObject({ exitCode: 3, reason: 'Error' });
+    const dir = path.dirname(c.dir);
+    const current = await sw(['logs', 'crasher', '-n', 'demo', '-c', 'crasher', '--log-dir', dir]);
+    const previous = await sw(['logs', 'crasher', '-n', 'demo', '-c', 'crasher', '-p', '--log-dir', dir]);
+    expect(previous.out).toMatch(/^run at \d+\n$/);
+    expect(current.out === '' || /^run at \d+\n$/.test(current.out)).toBe(true);
+    expect(current.out).not.toBe(previous.out);
+  });
+
+  test('switchyard logs picks the app container by default, as kubectl does, and names the choices on bad input', async () => {
+    const dir = path.dirname(c.dir);
+    const dflt = await sw(['logs', a.metadata.name, '-n', 'demo', '--log-dir', dir]);
+    expect(dflt.code).toBe(0);
+    expect(dflt.err).toBe('Defaulted container "app" out of: switchyard-proxy (init), app\n');
+    expect(dflt.out).toContain('listening on :8080');
+    const badContainer = await sw(['logs', a.metadata.name, '-n', 'demo', '-c', 'nope', '--log-dir', dir]);
+    expect(badContainer.code).toBe(2);
+    expect(badContainer.err).toContain('container nope is not valid for pod');
+    const badPod = await sw(['logs', 'nope', '-n', 'demo', '--log-dir', dir]);
+    expect(badPod.code).toBe(2);
+    expect(badPod.err).toContain(`pod demo/nope has no logs in the lab; pods in demo: `);
+    const empty = await sw(['logs', 'x', '--log-dir', path.join(c.dir, 'nothing-here')]);
+    expect(empty.err).toContain('no lab pod logs under');
+  });
+});
