@@ -176,28 +176,36 @@ export class LabCluster {
     }
   }
 
-  private async startAgent(): Promise<void> {
-    const kubepods = this.netlab.addCgroupAt('kubepods');
-    this.agentSocket = this.file('agent.sock');
+  /** Starts the interceptor; a restart adopts the pinned dataplane and its registrations. */
+  async startAgent(): Promise<void> {
     const config = this.file('interceptor.yaml');
-    fs.writeFileSync(
-      config,
-      stringify({
-        nodeName: LAB_NODE_NAME,
-        cgroupPath: this.netlab.cgroupRoot,
-        podCgroupRoot: kubepods,
-        pinRoot: this.netlab.pinRoot,
-        socketPath: this.agentSocket,
-        metricsHost: '127.0.0.1',
-        metricsPort: 0,
-        stateDir: this.file('interceptor-state'),
-        kubeconfig: this.serviceAccountKubeconfig('switchyard-interceptor'),
-        serviceLoadBalancing: true,
-      }),
-    );
+    if (!fs.existsSync(config)) {
+      const kubepods = this.netlab.addCgroupAt('kubepods');
+      this.agentSocket = this.file('agent.sock');
+      fs.writeFileSync(
+        config,
+        stringify({
+          nodeName: LAB_NODE_NAME,
+          cgroupPath: this.netlab.cgroupRoot,
+          podCgroupRoot: kubepods,
+          pinRoot: this.netlab.pinRoot,
+          socketPath: this.agentSocket,
+          metricsHost: '127.0.0.1',
+          metricsPort: 0,
+          stateDir: this.file('interceptor-state'),
+          kubeconfig: this.serviceAccountKubeconfig('switchyard-interceptor'),
+          serviceLoadBalancing: true,
+        }),
+      );
+    }
     this.agent = Proc.start('switchyard-interceptor', [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', config]).tee(this.file('interceptor.log'));
     const ready = await this.agent.waitForJson((o) => o.event === 'ready', 60_000);
     this.agentMetricsPort = Number(ready.metricsPort);
+  }
+
+  /** Stops the interceptor (SIGTERM); its BPF programs and maps stay pinned and keep working. */
+  async stopAgent(): Promise<void> {
+    await this.agent?.stop('SIGTERM');
   }
 
   /** Stops the node's pods first (CNI DEL reaches the agent), then the programs, then the control plane. Safe after a partial start. */

@@ -180,6 +180,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 main().then(
   () => process.exit(0),
   (e: Error) => {
+    if (stopping) return; // Ctrl-C pulled the lab from under the steps: not a failure to report
     process.stderr.write(`\nthe demo failed: ${e.message}\n`);
     // What the lab's programs said last, before their logs go with the lab.
     for (const f of ['node.log', 'interceptor.log', 'webhook.log']) {

@@ -178,6 +178,30 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     bs = [bs[0], replacement];
   });
 
+  test('interceptor down: a new mesh pod is not started (fail-closed), its status says why, and it starts once the interceptor is back', async () => {
+    await c.stopAgent();
+    const asked = await sw(['status', '--socket', c.agentSocket]);
+    expect(asked.code).not.toBe(0); // the socket went with the agent
+    // Traffic of registered pods keeps flowing: the programs and maps stay pinned.
+    expect(await get(`http://${clusterIP}/`)).toContain('status=200');
+    c.kubectl(['run', 'while-down', '-n', 'demo', '--image=switchyard-lab/http-echo']);
+    const waiting = await waitFor('while-down to report its sandbox error', () => {
+      const p = kjson(['get', 'pod', 'while-down', '-n', 'demo']);
+      const w = p.status?.initContainerStatuses?.[0]?.state?.waiting;
+      return w?.reason === 'CreatePodSandboxError' ? w : undefined;
+    });
+    expect(waiting.message).toMatch(/switchyard-cni/);
+    expect(waiting.message).toMatch(/agent/);
+    expect(nodeLog.some((l) => l.includes('pod network failed; CNI DEL, then retrying') && l.includes('demo/while-down'))).toBe(true);
+    // No container of it ever ran unregistered.
+    expect(nodeLog.some((l) => l.includes('container started') && l.includes('demo/while-down'))).toBe(false);
+
+    await c.startAgent();
+    expect(c.agent!.lines.some((l) => l.includes('adopted the pinned dataplane'))).toBe(true);
+    const [p] = await readyPods('run=while-down', 1);
+    expect((await status()).pods.map((x) => x.name)).toContain(p.metadata.name);
+  });
+
   test('a container the lab cannot run waits with ImageNotAvailable and a message that says what to do', async () => {
     c.kubectl(['run', 'unknown-image', '-n', 'demo', '--image=registry.example/team/app:1.2', '--restart=Never']);
     const st = await waitFor('the unknown-image status', () => {
