@@ -19,7 +19,7 @@
  * liveness probes, lifecycle hooks, image pull secrets, ephemeral containers,
  * node heartbeats (the lab's controller-manager runs no node-lifecycle controller).
  */
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, StdioOptions, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -131,6 +131,8 @@ export class LabNode {
   private loopback!: CniRuntime;
   private main!: CniRuntime;
   private stopped = false;
+  /** The whole lab is going: no more Events. */
+  private closing = false;
 
   constructor(private readonly o: LabNodeOptions) {
     this.name = o.name;
@@ -325,6 +327,7 @@ export class LabNode {
         const wait = RESTART_BACKOFF_MS[Math.min(attempt, RESTART_BACKOFF_MS.length - 1)];
         this.o.log('warn', 'pod network failed; CNI DEL, then retrying', { pod, attempt: attempt + 1, retry_in_ms: wait, error: (e as Error).message });
         for (const c of sb.containers) c.state = { waiting: { reason: 'CreatePodSandboxError', message: (e as Error).message } };
+        this.event(sb, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: ${(e as Error).message}`);
         await this.writeStatus(sb);
         await this.main.del(sb.inv).catch(() => undefined);
         await this.sleepUnlessStopping(sb, wait);
@@ -407,34 +410,14 @@ export class LabNode {
       c.state = { waiting: { reason, message: (e as Error).message } };
       c.exited = Promise.resolve();
       this.o.log('warn', 'container cannot start', { pod, container: c.spec.name, reason, error: (e as Error).message });
+      this.event(sb, 'Warning', 'Failed', `Error: ${reason}: ${(e as Error).message}`, c.spec.name);
       this.scheduleStatus(sb);
       return;
     }
-    const sec = { ...(sb.pod.spec.securityContext ?? {}), ...(c.spec.securityContext ?? {}) };
-    const uid = Number(sec.runAsUser ?? 0);
-    const gid = Number(sec.runAsGroup ?? uid);
     const dir = path.join(sb.logDir, c.spec.name);
     fs.mkdirSync(dir, { recursive: true });
     const out = fs.openSync(path.join(dir, `${c.restartCount}.log`), 'a');
-    // The shell joins the pod cgroup before exec, so the container's first socket is in scope; the pid stays the same through the execs.
-    const proc = spawn(
-      'sh',
-      [
-        '-c',
-        'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"',
-        'sh',
-        'nsenter',
-        `--net=${sb.netnsPath}`,
-        'setpriv',
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        '--clear-groups',
-        ...(sec.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
-        '--',
-        ...argv,
-      ],
-      { env: { ...env, SY_CGROUP: sb.cgroup }, stdio: ['ignore', out, out], cwd: c.spec.workingDir && fs.existsSync(c.spec.workingDir) ? c.spec.workingDir : '/' },
-    );
+    const { proc, uid } = this.spawnInPod(sb, c.spec, argv, env, ['ignore', out, out]);
     fs.closeSync(out);
     c.proc = proc;
     const startedAt = now();
@@ -442,6 +425,7 @@ export class LabNode {
     c.started = !c.spec.startupProbe;
     c.ready = false;
     this.o.log('info', 'container started', { pod, container: c.spec.name, pid: proc.pid, uid, restart: c.restartCount, argv: argv.join(' ').slice(0, 200) });
+    this.event(sb, 'Normal', 'Started', `Started container ${c.spec.name}`, c.spec.name);
     c.exited = new Promise<void>((resolve) =>
       proc.on('exit', (code, signal) => {
         if (c.probeTimer) clearTimeout(c.probeTimer);
@@ -459,6 +443,24 @@ export class LabNode {
     this.scheduleStatus(sb);
   }
 
+  /**
+   * argv in the pod's netns and cgroup as the container's user (runAsUser/runAsGroup, pod then
+   * container). The shell joins the cgroup before it execs, so the first socket is already in
+   * scope; nsenter and setpriv exec in turn, so the pid is the container's for signals.
+   */
+  private spawnInPod(sb: Sandbox, c: ContainerSpec, argv: string[], env: Record<string, string>, stdio: StdioOptions): { proc: ChildProcess; uid: number } {
+    const sec = { ...(sb.pod.spec.securityContext ?? {}), ...(c.securityContext ?? {}) };
+    const uid = Number(sec.runAsUser ?? 0);
+    const gid = Number(sec.runAsGroup ?? uid);
+    const user = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', ...(sec.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []), '--'];
+    const proc = spawn('sh', ['-c', 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"', 'sh', 'nsenter', `--net=${sb.netnsPath}`, ...user, ...argv], {
+      env: { ...env, SY_CGROUP: sb.cgroup },
+      stdio,
+      cwd: c.workingDir && fs.existsSync(c.workingDir) ? c.workingDir : '/',
+    });
+    return { proc, uid };
+  }
+
   /** restartPolicy: Always (and native sidecars) restart; OnFailure restarts non-zero exits; the pod's phase follows. */
   private async afterExit(sb: Sandbox, c: Container, exitCode: number): Promise<void> {
     if (c.init && !c.sidecar) return; // runPod drives init containers
@@ -467,6 +469,7 @@ export class LabNode {
       const wait = RESTART_BACKOFF_MS[Math.min(c.restartCount, RESTART_BACKOFF_MS.length - 1)];
       c.lastState = c.state;
       c.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container=${c.spec.name} pod=${sb.name}` } };
+      this.event(sb, 'Warning', 'BackOff', `Back-off restarting failed container ${c.spec.name} in pod ${sb.name}`, c.spec.name);
       this.scheduleStatus(sb);
       await this.sleepUnlessStopping(sb, wait);
       if (sb.stopping || this.stopped) return;
@@ -494,7 +497,7 @@ export class LabNode {
   private async probeOnce(sb: Sandbox, c: Container, p: Probe): Promise<{ ok: boolean; detail: string }> {
     const timeoutMs = (p.timeoutSeconds ?? 1) * 1000;
     if (p.exec) {
-      const proc = spawn('sh', ['-c', 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"', 'sh', 'nsenter', `--net=${sb.netnsPath}`, ...p.exec.command], { env: { ...this.env(sb, c.spec), SY_CGROUP: sb.cgroup }, stdio: 'ignore' });
+      const { proc } = this.spawnInPod(sb, c.spec, p.exec.command, this.env(sb, c.spec), 'ignore');
       const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
       const code = await new Promise<number | null>((r) => proc.on('exit', r));
       clearTimeout(timer);
@@ -533,12 +536,16 @@ export class LabNode {
           if (!readiness) c.ready = true;
         } else if (++failures >= (p.failureThreshold ?? 3)) {
           this.o.log('warn', 'startup probe failed; killing the container', { pod: `${sb.namespace}/${sb.name}`, container: c.spec.name, detail: r.detail });
+          this.event(sb, 'Warning', 'Unhealthy', `Startup probe failed: ${r.detail}`, c.spec.name);
           c.proc.kill('SIGKILL');
           return;
         }
       } else if (r.ok !== c.ready) {
         c.ready = r.ok;
-        if (!r.ok && r.detail !== lastDetail) this.o.log('warn', 'readiness probe failed', { pod: `${sb.namespace}/${sb.name}`, container: c.spec.name, detail: r.detail });
+        if (!r.ok && r.detail !== lastDetail) {
+          this.o.log('warn', 'readiness probe failed', { pod: `${sb.namespace}/${sb.name}`, container: c.spec.name, detail: r.detail });
+          this.event(sb, 'Warning', 'Unhealthy', `Readiness probe failed: ${r.detail}`, c.spec.name);
+        }
         lastDetail = r.ok ? '' : r.detail;
         this.scheduleStatus(sb);
       }
@@ -620,6 +627,29 @@ export class LabNode {
     if (r.status !== 200 && r.status !== 404 && r.status !== 409) this.o.log('warn', 'pod status update failed', { pod: `${sb.namespace}/${sb.name}`, status: r.status, error: r.body?.message });
   }
 
+  /** A core/v1 Event about the pod, as the kubelet records them: `kubectl describe pod` and `kubectl get events` show the node's story. */
+  private event(sb: Sandbox, type: 'Normal' | 'Warning', reason: string, message: string, container?: string): void {
+    if (this.closing) return;
+    const t = now();
+    void this.o.cp
+      .request('POST', `/api/v1/namespaces/${sb.namespace}/events`, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { generateName: `${sb.name}.` },
+        involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: sb.namespace, name: sb.name, uid: sb.uid, ...(container ? { fieldPath: `spec.containers{${container}}` } : {}) },
+        type,
+        reason,
+        message,
+        source: { component: 'kubelet', host: this.name },
+        reportingComponent: 'switchyard-lab-node',
+        reportingInstance: this.name,
+        firstTimestamp: t,
+        lastTimestamp: t,
+        count: 1,
+      })
+      .catch(() => undefined);
+  }
+
   // ───────────────────────── teardown ─────────────────────────
 
   private async stopContainers(cs: Container[], graceSeconds: number): Promise<void> {
@@ -640,6 +670,7 @@ export class LabNode {
   private async killPod(sb: Sandbox, graceSeconds: number, why: string): Promise<void> {
     const pod = `${sb.namespace}/${sb.name}`;
     const started = Date.now();
+    for (const c of sb.containers.filter((x) => x.proc)) this.event(sb, 'Normal', 'Killing', `Stopping container ${c.spec.name}`, c.spec.name);
     await this.stopContainers(sb.containers.filter((c) => !c.init), graceSeconds);
     for (const c of sb.containers.filter((x) => x.init).reverse()) await this.stopContainers([c], Math.max(1, graceSeconds));
     if (sb.netns) {
@@ -672,13 +703,7 @@ export class LabNode {
     if (!sb) throw new Error(`pod ${namespace}/${name} is not running on ${this.name}`);
     const c = sb.containers.find((x) => x.spec.name === container);
     if (!c) throw new Error(`pod ${namespace}/${name} has no container ${container}`);
-    const sec = { ...(sb.pod.spec.securityContext ?? {}), ...(c.spec.securityContext ?? {}) };
-    const uid = Number(sec.runAsUser ?? 0);
-    const proc = spawn(
-      'sh',
-      ['-c', 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"', 'sh', 'nsenter', `--net=${sb.netnsPath}`, 'setpriv', `--reuid=${uid}`, `--regid=${Number(sec.runAsGroup ?? uid)}`, '--clear-groups', '--', ...argv],
-      { env: { ...this.env(sb, c.spec), SY_CGROUP: sb.cgroup }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const { proc } = this.spawnInPod(sb, c.spec, argv, this.env(sb, c.spec), ['ignore', 'pipe', 'pipe']);
     let output = '';
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));
@@ -689,6 +714,7 @@ export class LabNode {
   /** Stops every pod (containers, CNI DEL) and the watch. The lab's cleanup removes the rest. */
   async stop(): Promise<void> {
     this.pods?.stop();
+    this.closing = true;
     const pending = [...this.sandboxes.values()];
     for (const sb of pending) sb.stopping = true;
     await Promise.all(pending.map((sb) => sb.queue.then(() => (this.sandboxes.has(sb.uid) ? this.killPod(sb, 2, 'lab stopping') : undefined)).catch(() => undefined)));

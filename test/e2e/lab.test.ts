@@ -193,6 +193,10 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     expect(waiting.message).toMatch(/switchyard-cni/);
     expect(waiting.message).toMatch(/agent/);
     expect(nodeLog.some((l) => l.includes('pod network failed; CNI DEL, then retrying') && l.includes('demo/while-down'))).toBe(true);
+    // kubectl describe / get events tell the same story, as for a kubelet.
+    await waitFor('a FailedCreatePodSandBox event', () =>
+      (kjson(['get', 'events', '-n', 'demo', '--field-selector', 'involvedObject.name=while-down']).items as any[]).some((e) => e.reason === 'FailedCreatePodSandBox' && e.type === 'Warning' && /switchyard-cni/.test(e.message)) ? true : undefined,
+    );
     // No container of it ever ran unregistered.
     expect(nodeLog.some((l) => l.includes('container started') && l.includes('demo/while-down'))).toBe(false);
 
