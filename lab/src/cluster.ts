@@ -20,7 +20,7 @@
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { run as cli } from '../../cli/main';
 import { projectRoot } from '../../native';
 import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
@@ -168,6 +168,7 @@ export class LabCluster {
       '--port', String(this.webhookPort),
       '--health-port', String(healthPort),
       '--kubeconfig', this.serviceAccountKubeconfig('switchyard-webhook'),
+      '--config', this.meshSetting('injector.json'),
     ]).tee(this.file('webhook.log'));
     const deadline = Date.now() + 30_000;
     while ((await httpStatus(`http://127.0.0.1:${healthPort}/readyz`)) !== 200) {
@@ -176,15 +177,34 @@ export class LabCluster {
     }
   }
 
-  /** Starts the interceptor; a restart adopts the pinned dataplane and its registrations. */
+  /**
+   * One file of the applied switchyard-config ConfigMap, read back from the
+   * API and written where the program reads it (the Deployment and DaemonSet
+   * mount it at /config).
+   */
+  private meshSetting(key: string): string {
+    const cm = JSON.parse(this.kubectl(['get', 'configmap', 'switchyard-config', '-n', OWN_NAMESPACE, '-o', 'json']));
+    const data = cm.data?.[key];
+    if (typeof data !== 'string') throw new Error(`the switchyard-config ConfigMap has no ${key}`);
+    const file = this.file(key);
+    fs.writeFileSync(file, data);
+    return file;
+  }
+
+  /**
+   * Starts the interceptor with the ConfigMap's settings, its node-specific
+   * paths pointed at the lab's own cgroup, pins and run directory. A restart
+   * adopts the pinned dataplane and its registrations.
+   */
   async startAgent(): Promise<void> {
-    const config = this.file('interceptor.yaml');
+    const config = this.file('interceptor-lab.yaml');
     if (!fs.existsSync(config)) {
       const kubepods = this.netlab.addCgroupAt('kubepods');
       this.agentSocket = this.file('agent.sock');
       fs.writeFileSync(
         config,
         stringify({
+          ...parse(fs.readFileSync(this.meshSetting('interceptor.yaml'), 'utf8')),
           nodeName: LAB_NODE_NAME,
           cgroupPath: this.netlab.cgroupRoot,
           podCgroupRoot: kubepods,
@@ -194,7 +214,6 @@ export class LabCluster {
           metricsPort: 0,
           stateDir: this.file('interceptor-state'),
           kubeconfig: this.serviceAccountKubeconfig('switchyard-interceptor'),
-          serviceLoadBalancing: true,
         }),
       );
     }

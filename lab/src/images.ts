@@ -24,7 +24,8 @@ function nodeScript(rel: string): string[] {
 
 /** Image repositories (no tag or digest) the lab can run. */
 export const LAB_IMAGES: Record<string, LabImage> = {
-  'switchyard/proxy': { entrypoint: nodeScript('sidecar/src/main.js'), what: 'the reference sidecar (sidecar/)' },
+  'switchyard/proxy': { entrypoint: nodeScript('sidecar/src/main.js'), what: 'the reference sidecar (sidecar/), the injector default' },
+  'ghcr.io/switchyard-dev/proxy': { entrypoint: nodeScript('sidecar/src/main.js'), what: 'the reference sidecar as manifests/config.yaml names it' },
   'switchyard-lab/http-echo': { entrypoint: nodeScript('lab/src/apps/http-echo.js'), what: 'an HTTP server that answers with its pod name (lab/src/apps/http-echo.ts)' },
   'switchyard-lab/http-get': { entrypoint: nodeScript('lab/src/apps/http-get.js'), what: 'one HTTP GET, then exit (lab/src/apps/http-get.ts)' },
   'switchyard-lab/pause': { entrypoint: ['sleep', 'infinity'], what: 'does nothing until stopped' },
