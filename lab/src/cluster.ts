@@ -17,6 +17,7 @@
  * kubeconfigs, agent state), in netns and cgroups named after the lab, and
  * in the control plane's own directory; stop() removes all of it.
  */
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
@@ -51,9 +52,15 @@ export class LabCluster {
   node!: LabNode;
   webhook?: Proc;
   agent?: Proc;
-  agentSocket = '';
+  readonly agentSocket = this.file('agent.sock');
   agentMetricsPort = 0;
   webhookPort = 0;
+  readonly cniConfDir = this.file('node', 'net.d');
+  readonly cniBinDir = this.file('node', 'cni-bin');
+  /** What install-cni said. */
+  cniInstall = '';
+  /** The manifests' workloads, which the lab runs itself. */
+  private readonly runByLab: any[] = [];
   readonly applied: string[] = [];
   readonly skipped: string[] = [];
   readonly timings: LabTimings = { controlPlaneMs: 0, manifestsMs: 0, switchyardMs: 0, nodeMs: 0 };
@@ -91,6 +98,7 @@ export class LabCluster {
   async startSwitchyard(): Promise<void> {
     let t = Date.now();
     await this.startWebhook();
+    this.installCni();
     await this.startAgent();
     this.timings.switchyardMs = Date.now() - t;
     t = Date.now();
@@ -98,18 +106,11 @@ export class LabCluster {
       name: LAB_NODE_NAME,
       cp: this.cp,
       lab: this.netlab,
-      cniBinDirs: ['/usr/lib/cni', '/opt/cni/bin', path.join(projectRoot(), 'build', 'cni')],
+      cniBinDirs: ['/usr/lib/cni', this.cniBinDir],
+      cniConfDir: this.cniConfDir,
       podCidr: LAB_POD_CIDR,
       dir: this.file('node'),
       log: this.log,
-      network: (dir) => ({
-        cniVersion: '1.0.0',
-        name: 'switchyard-lab',
-        plugins: [
-          { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: LAB_POD_CIDR, dataDir: path.join(dir, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } },
-          { type: 'switchyard-cni', agentSocket: this.agentSocket, logFile: path.join(dir, 'switchyard-cni.log') },
-        ],
-      }),
     });
     await this.node.start();
     this.timings.nodeMs = Date.now() - t;
@@ -132,7 +133,11 @@ export class LabCluster {
     if ((await cli(['certs', '--out', certs, '--ip', '127.0.0.1', '--url', `https://127.0.0.1:${this.webhookPort}/mutate`], quiet, quiet)) !== 0) throw new Error('switchyard certs failed');
     const docs = parseAllDocuments(this.kubectl(['kustomize', copy])).map((d) => d.toJSON());
     const keep = docs.filter((d) => d && !RUN_BY_THE_LAB.has(d.kind));
-    for (const d of docs) if (d && RUN_BY_THE_LAB.has(d.kind)) this.skipped.push(`${d.kind}/${d.metadata.name}`);
+    for (const d of docs) {
+      if (!d || !RUN_BY_THE_LAB.has(d.kind)) continue;
+      this.skipped.push(`${d.kind}/${d.metadata.name}`);
+      this.runByLab.push(d);
+    }
     const out = this.kubectl(['apply', '-f', '-'], keep.map((d) => stringify(d)).join('---\n'));
     this.applied.push(...out.trim().split('\n'));
     this.timings.manifestsMs = Date.now() - t;
@@ -178,6 +183,40 @@ export class LabCluster {
   }
 
   /**
+   * The node's CNI setup: the cluster's main network (Debian's bridge +
+   * host-local) in net.d, then what the DaemonSet's install-cni init
+   * container does, with its own arguments from manifests/ (the agent socket
+   * moved to the lab's).
+   */
+  private installCni(): void {
+    fs.mkdirSync(this.cniConfDir, { recursive: true });
+    fs.writeFileSync(
+      path.join(this.cniConfDir, '10-switchyard-lab.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'switchyard-lab',
+        plugins: [{ type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: LAB_POD_CIDR, dataDir: this.file('node', 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } }],
+      }, null, 2),
+    );
+    const ds = this.runByLab.find((d) => d.kind === 'DaemonSet' && d.metadata.name === 'switchyard-interceptor');
+    const init = ds?.spec.template.spec.initContainers?.find((c: any) => c.name === 'install-cni');
+    const args: string[] = init?.args ?? [];
+    const i = args.indexOf('--settings');
+    if (i < 0) throw new Error('the interceptor DaemonSet in manifests/ has no install-cni init container with --settings');
+    const settings = { ...JSON.parse(args[i + 1]), agentSocket: this.agentSocket, logFile: this.file('node', 'switchyard-cni.log') };
+    const r = spawnSync(process.execPath, [
+      path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'),
+      'install-cni',
+      '--bin-src', path.join(projectRoot(), 'build', 'cni', 'switchyard-cni'),
+      '--bin-dir', this.cniBinDir,
+      '--conf-dir', this.cniConfDir,
+      '--settings', JSON.stringify(settings),
+    ], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`install-cni failed: ${r.stderr.trim() || r.stdout.trim()}`);
+    this.cniInstall = (r.stdout + r.stderr).trim();
+  }
+
+  /**
    * One file of the applied switchyard-config ConfigMap, read back from the
    * API and written where the program reads it (the Deployment and DaemonSet
    * mount it at /config).
@@ -200,7 +239,6 @@ export class LabCluster {
     const config = this.file('interceptor-lab.yaml');
     if (!fs.existsSync(config)) {
       const kubepods = this.netlab.addCgroupAt('kubepods');
-      this.agentSocket = this.file('agent.sock');
       fs.writeFileSync(
         config,
         stringify({

@@ -21,6 +21,7 @@ import { sweepStaleLabs } from '../../test/helpers/netlab';
 import { LAB_IMAGES } from './images';
 import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { LabCluster } from './cluster';
+import { activeConfig } from '../../interceptor/src/agent/cni-install';
 import type { ServiceStatus } from '../../interceptor/src/lb/controller';
 
 const keep = process.argv.includes('--keep');
@@ -76,7 +77,9 @@ async function main(): Promise<void> {
   say(`   run by the lab as processes instead (there is no container runtime): ${lab.skipped.join(', ')}`);
   say(`   switchyard-webhook      https://127.0.0.1:${lab.webhookPort}/mutate (the MutatingWebhookConfiguration's clientConfig.url), token of ServiceAccount switchyard-webhook`);
   say(`   switchyard-interceptor  BPF attached to ${lab.netlab.cgroupRoot}, token of ServiceAccount switchyard-interceptor`);
-  say(`   lab node                ${lab.node.name}, pods in 10.244.0.0/24 on bridge cni0 (CNI: loopback; bridge + host-local, switchyard-cni)`);
+  const conf = JSON.parse(fs.readFileSync(activeConfig(lab.cniConfDir)!, 'utf8'));
+  say(`   install-cni             as the DaemonSet's init container does: ${lab.cniInstall.split('\n').pop()!.replace(/^time=\S+ level=\S+ /, '')}`);
+  say(`   lab node                ${lab.node.name}, pods in 10.244.0.0/24 on bridge cni0; CNI: loopback, then ${conf.plugins.map((p: { type: string }) => p.type).join(' → ')}`);
 
   say();
   say('3. Label a namespace for injection');

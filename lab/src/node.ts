@@ -5,7 +5,8 @@
  *   Node object ── registered Ready, with capacity, so the real scheduler binds pods here
  *   watch pods with spec.nodeName=<node>
  *     new pod   → sandbox: cgroup2 dir <lab>/kubepods/pod<uid> + netns
- *               → CNI ADD: loopback, then the node's list (bridge + host-local, switchyard-cni)
+ *               → CNI ADD: loopback, then the active config in the node's net.d
+ *                 (bridge + host-local, with switchyard-cni chained by install-cni)
  *               → init containers in order (native sidecars: started, startupProbe passed)
  *               → containers: processes in the netns and cgroup, as the container's uid,
  *                 stdout+stderr → <logs>/<ns>_<pod>_<uid>/<container>/<restarts>.log
@@ -30,6 +31,7 @@ import { CniRuntime, Invocation, NetworkList } from '../../test/helpers/cni-runt
 import { NetLab, distScript, sh } from '../../test/helpers/netlab';
 import { ControlPlane, K8S_VERSION } from './controlplane';
 import { ImageNotAvailable, containerArgv } from './images';
+import { activeConfig } from '../../interceptor/src/agent/cni-install';
 
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -39,8 +41,12 @@ export interface LabNodeOptions {
   lab: NetLab;
   /** Where CNI plugins are looked up, in order (CNI_PATH). */
   cniBinDirs: string[];
-  /** The node's CNI network list after loopback: bridge + host-local, then switchyard-cni. */
-  network: (dir: string) => NetworkList;
+  /**
+   * The node's CNI configuration directory (/etc/cni/net.d): the lexically
+   * first config is the pod network, read at each ADD as runtimes do;
+   * loopback is set up separately first.
+   */
+  cniConfDir: string;
   /** The node's pod subnet, e.g. 10.244.0.0/24; the bridge takes its first address. */
   podCidr: string;
   /** Node state: IPAM, container logs, the CNI log. */
@@ -102,6 +108,7 @@ interface Sandbox {
   netnsPath: string;
   cgroup: string;
   inv: Invocation;
+  network?: CniRuntime;
   cniResult?: any;
   ips: string[];
   logDir: string;
@@ -129,7 +136,6 @@ export class LabNode {
   private probeSeq = 0;
   private readonly probeWaiters = new Map<number, (r: { ok: boolean; detail: string }) => void>();
   private loopback!: CniRuntime;
-  private main!: CniRuntime;
   private stopped = false;
   /** The whole lab is going: no more Events. */
   private closing = false;
@@ -148,7 +154,6 @@ export class LabNode {
     this.nodeNetns = o.lab.addNetns('node');
     sh('ip', ['netns', 'exec', this.nodeNetns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     this.loopback = new CniRuntime(this.nodeNetns, o.cniBinDirs, { cniVersion: '1.0.0', name: 'cni-loopback', plugins: [{ type: 'loopback' }] });
-    this.main = new CniRuntime(this.nodeNetns, o.cniBinDirs, o.network(o.dir));
     await this.startProber();
     await this.register();
     const client = new KubeClient(kubeconfigConnection(o.cp.kubeconfig));
@@ -318,7 +323,8 @@ export class LabNode {
       const started = Date.now();
       try {
         await this.loopback.add(sb.inv);
-        const runs = await this.main.add(sb.inv);
+        sb.network = this.podNetwork();
+        const runs = await sb.network.add(sb.inv);
         sb.cniResult = runs[runs.length - 1].output;
         sb.ips = (sb.cniResult?.ips ?? []).map((i: { address: string }) => i.address.split('/')[0]);
         this.o.log('info', 'pod network ready', { pod, ips: sb.ips.join(','), plugins: runs.map((r) => `${r.plugin}:${Math.round(r.ms)}ms`).join(','), duration_ms: Date.now() - started });
@@ -329,7 +335,7 @@ export class LabNode {
         for (const c of sb.containers) c.state = { waiting: { reason: 'CreatePodSandboxError', message: (e as Error).message } };
         this.event(sb, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: ${(e as Error).message}`);
         await this.writeStatus(sb);
-        await this.main.del(sb.inv).catch(() => undefined);
+        await sb.network?.del(sb.inv).catch(() => undefined);
         await this.sleepUnlessStopping(sb, wait);
       }
     }
@@ -361,6 +367,21 @@ export class LabNode {
     for (const c of sb.containers.filter((x) => !x.init)) this.startContainer(sb, c);
     sb.phase = 'Running';
     await this.writeStatus(sb);
+  }
+
+  /** The pod network: the active file in the conf dir, parsed (a single-plugin .conf becomes a one-plugin list). */
+  private podNetwork(): CniRuntime {
+    const file = activeConfig(this.o.cniConfDir);
+    if (!file) throw new Error(`network plugin is not ready: no CNI configuration in ${this.o.cniConfDir}`);
+    let conf: any;
+    try {
+      conf = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`network plugin is not ready: ${file} is not valid JSON (${(e as Error).message})`);
+    }
+    const { cniVersion, name } = conf;
+    const list: NetworkList = Array.isArray(conf.plugins) ? conf : { cniVersion, name, plugins: [conf] };
+    return new CniRuntime(this.nodeNetns, this.o.cniBinDirs, list);
   }
 
   private sleepUnlessStopping(sb: Sandbox, ms: number): Promise<void> {
@@ -674,7 +695,8 @@ export class LabNode {
     await this.stopContainers(sb.containers.filter((c) => !c.init), graceSeconds);
     for (const c of sb.containers.filter((x) => x.init).reverse()) await this.stopContainers([c], Math.max(1, graceSeconds));
     if (sb.netns) {
-      await this.main.del(sb.inv, sb.cniResult).catch((e: Error) => this.o.log('warn', 'CNI DEL failed', { pod, error: e.message }));
+      // DEL with the configuration ADD used, as runtimes cache it: a later config change does not strand the pod.
+      await sb.network?.del(sb.inv, sb.cniResult).catch((e: Error) => this.o.log('warn', 'CNI DEL failed', { pod, error: e.message }));
       await this.loopback.del(sb.inv).catch(() => undefined);
       this.o.lab.removeNetns(sb.netns);
     }
