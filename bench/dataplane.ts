@@ -21,8 +21,8 @@ import { counterKey, CounterName } from '../interceptor/src/dataplane/abi';
 import { DEFAULT_INTERCEPTION } from '../interceptor/src/dataplane/config';
 import { Dataplane, PROGRAMS } from '../interceptor/src/dataplane/dataplane';
 import { projectRoot } from '../native';
-import { NetLab, Pod, distScript, sh } from '../test/helpers/netlab';
-import { Proc } from '../test/helpers/proc';
+import { NetLab, Pod, distScript, sh } from '../lab/src/netlab';
+import { Proc } from '../lab/src/proc';
 
 export const SCENARIOS = ['a', "a'", 'b', 'c', 'd'] as const;
 export type Scenario = (typeof SCENARIOS)[number];

@@ -16,8 +16,8 @@ import { KubeClient } from '../interceptor/src/kube/client';
 import { ServiceLoadBalancer } from '../interceptor/src/lb/controller';
 import { projectRoot } from '../native';
 import { FakeCluster } from '../test/helpers/fake-apiserver';
-import { NetLab, Pod, sh } from '../test/helpers/netlab';
-import { Proc } from '../test/helpers/proc';
+import { NetLab, Pod, sh } from '../lab/src/netlab';
+import { Proc } from '../lab/src/proc';
 import { parseWrk } from './dataplane';
 import { median, percentile } from './stats';
 

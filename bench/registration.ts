@@ -22,10 +22,10 @@ import { AGENT_NODE_FLAGS } from '../interceptor/src/agent/config';
 import { interceptionAnnotations, podSettings } from '../webhook/src/annotations';
 import { DEFAULT_CONFIG } from '../webhook/src/config';
 import { MANAGED_LABEL } from '../webhook/src/contract';
-import { CniRuntime, Invocation } from '../test/helpers/cni-runtime';
+import { CniRuntime, Invocation } from '../lab/src/cni-runtime';
 import { FakeApiServer } from '../test/helpers/fake-apiserver';
-import { NetLab, sh } from '../test/helpers/netlab';
-import { Proc } from '../test/helpers/proc';
+import { NetLab, sh } from '../lab/src/netlab';
+import { Proc } from '../lab/src/proc';
 import { percentile } from './stats';
 
 const NODE = 'bench-node';

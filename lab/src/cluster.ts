@@ -10,8 +10,10 @@
  *
  * The manifests' API objects are applied with kubectl, except the ones a
  * container runtime would run (the webhook Deployment, the interceptor
- * DaemonSet): the lab runs those two programs as processes. The webhook's
- * certificate and registration are generated for the lab (by URL).
+ * DaemonSet): the lab runs those two programs as processes, with the applied
+ * switchyard-config ConfigMap as their settings, and runs install-cni with the
+ * DaemonSet's own arguments. The webhook's certificate and registration
+ * (by URL) are generated for the lab.
  *
  * Everything lives under /run/switchyard-lab/sylab-<pid>p<id>/ (logs, certs,
  * kubeconfigs, agent state), in netns and cgroups named after the lab, and
@@ -25,10 +27,11 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { run as cli } from '../../cli/main';
 import { projectRoot } from '../../native';
 import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
-import { NetLab } from '../../test/helpers/netlab';
-import { Proc } from '../../test/helpers/proc';
+import { NetLab } from './netlab';
+import { Proc } from './proc';
 import { ControlPlane, freePort } from './controlplane';
-import { LabNode, Logger } from './node';
+import { LabNode } from './node';
+import { Logger, formatLine } from '../../webhook/src/log';
 
 export const LAB_RUN_ROOT = '/run/switchyard-lab';
 export const LAB_NODE_NAME = 'switchyard-lab-node';
@@ -65,8 +68,16 @@ export class LabCluster {
   readonly skipped: string[] = [];
   readonly timings: LabTimings = { controlPlaneMs: 0, manifestsMs: 0, switchyardMs: 0, nodeMs: 0 };
 
-  constructor(private readonly log: Logger = () => undefined) {
+  /** The lab node's decisions, one logfmt line each, to node.log (and to onNodeLog, if given). */
+  private readonly log: Logger;
+
+  constructor(onNodeLog?: (line: string) => void) {
     fs.mkdirSync(this.dir, { recursive: true });
+    this.log = (level, msg, fields = {}) => {
+      const line = formatLine({ time: new Date().toISOString(), level, msg, ...fields });
+      fs.appendFileSync(this.file('node.log'), line + '\n');
+      onNodeLog?.(line);
+    };
   }
 
   private file(...p: string[]): string {

@@ -14,7 +14,7 @@ import * as https from 'https';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Proc } from '../../test/helpers/proc';
+import { Proc } from './proc';
 
 export const K8S_VERSION = 'v1.31.4';
 

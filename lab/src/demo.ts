@@ -17,7 +17,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { run as cli } from '../../cli/main';
 import { projectRoot } from '../../native';
-import { sweepStaleLabs } from '../../test/helpers/netlab';
+import { sweepStaleLabs } from './netlab';
+import { eventually } from './proc';
 import { LAB_IMAGES } from './images';
 import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { LabCluster } from './cluster';
@@ -38,28 +39,13 @@ async function sw(args: string[]): Promise<string> {
   return out;
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function main(): Promise<void> {
   const missing = controlPlaneMissing();
   if (missing) throw new Error(`the lab cannot start: ${missing}`);
   const stale = sweepStaleLabs();
   if (stale.length) say(`(removed leftovers of an earlier run: ${stale.length} items)`);
 
-  const lab = new LabCluster((level, msg, fields = {}) => {
-    const kv = Object.entries(fields)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === 'string' && /[\s"=]/.test(v) ? JSON.stringify(v) : v}`);
-    fs.appendFileSync(path.join(lab.dir, 'node.log'), `${new Date().toISOString()} level=${level} msg=${JSON.stringify(msg)} ${kv.join(' ')}\n`);
-  });
+  const lab = new LabCluster();
   current = lab;
 
   say(`Switchyard lab: a real Kubernetes ${K8S_VERSION} control plane, this machine as its only node, and the eBPF dataplane.`);
@@ -97,7 +83,7 @@ async function main(): Promise<void> {
     const ready = list.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
     return ready.length === 3 ? ready : undefined;
   };
-  const pods = await waitFor('3 Ready pods in namespace demo', 120_000, podsReady);
+  const pods = await eventually('3 Ready pods in namespace demo', podsReady, 120_000);
   const tReady = Date.now() - tApplied;
   const podA = pods.find((p) => p.metadata.labels.app === 'app-a');
   const podsB = pods.filter((p) => p.metadata.labels.app === 'app-b');
@@ -116,10 +102,10 @@ async function main(): Promise<void> {
   say(indent(`$ switchyard status\n${await sw(['status', '--socket', lab.agentSocket])}`));
 
   // Ready means started; wait for the apps to say they listen (and the sidecars have answered their probes).
-  for (const p of pods) await waitFor(`${p.metadata.name} to listen`, 30_000, async () => ((await sw(['logs', p.metadata.name, '-n', 'demo', '-c', 'app'])).includes('listening on') ? true : undefined));
+  for (const p of pods) await eventually(`${p.metadata.name} to listen`, async () => ((await sw(['logs', p.metadata.name, '-n', 'demo', '-c', 'app'])).includes('listening on') ? true : undefined));
   const svc = JSON.parse(lab.kubectl(['get', 'service', 'app-b', '-n', 'demo', '-o', 'json']));
   const clusterIP: string = svc.spec.clusterIP;
-  await waitFor("the interceptor to program app-b's 2 backends", 30_000, async () => {
+  await eventually("the interceptor to program app-b's 2 backends", async () => {
     const s = JSON.parse(await sw(['status', 'services', '-o', 'json', '--socket', lab.agentSocket])) as { services: ServiceStatus[] };
     return s.services.some((x) => x.service === 'demo/app-b' && x.backends.length === 2) ? true : undefined;
   });

@@ -27,13 +27,12 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { KubeClient, kubeconfigConnection } from '../../interceptor/src/kube/client';
 import { Reflector } from '../../interceptor/src/kube/reflector';
-import { CniRuntime, Invocation, NetworkList } from '../../test/helpers/cni-runtime';
-import { NetLab, distScript, sh } from '../../test/helpers/netlab';
+import { CniRuntime, Invocation, NetworkList } from './cni-runtime';
+import { NetLab, distScript, sh } from './netlab';
 import { ControlPlane, K8S_VERSION } from './controlplane';
 import { ImageNotAvailable, containerArgv } from './images';
 import { activeConfig } from '../../interceptor/src/agent/cni-install';
-
-export type Logger = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+import type { Logger } from '../../webhook/src/log';
 
 export interface LabNodeOptions {
   name: string;

@@ -17,7 +17,7 @@ import { run as cli } from '../../cli/main';
 import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
 import { projectRoot } from '../../native';
 import { gate } from '../helpers/kernel';
-import { Proc, waitUntil } from '../helpers/proc';
+import { Proc, waitUntil } from '../../lab/src/proc';
 
 const lab = gate('e2e admission tests', controlPlaneMissing());
 

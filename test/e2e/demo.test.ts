@@ -9,8 +9,8 @@ import * as fs from 'fs';
 import { controlPlaneMissing } from '../../lab/src/controlplane';
 import { findCgroup2Mount } from '../../interceptor/src/dataplane/host';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
-import { distScript } from '../helpers/netlab';
-import { Proc } from '../helpers/proc';
+import { distScript } from '../../lab/src/netlab';
+import { Proc } from '../../lab/src/proc';
 
 const lab = gate('e2e demo test', controlPlaneMissing() ?? kernelTestBlocker());
 

@@ -16,6 +16,7 @@ import { run as cli } from '../../cli/main';
 import { projectRoot } from '../../native';
 import type { ServiceStatus } from '../../interceptor/src/lb/controller';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
+import { eventually } from '../../lab/src/proc';
 
 const lab = gate('e2e lab tests', controlPlaneMissing() ?? kernelTestBlocker());
 
@@ -24,16 +25,6 @@ async function sw(args: string[]): Promise<{ code: number; out: string; err: str
   let err = '';
   const code = await cli(args, (s) => (out += s), (s) => (err += s));
   return { code, out, err };
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control plane', () => {
@@ -45,7 +36,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   const kjson = (args: string[]) => JSON.parse(c.kubectl([...args, '-o', 'json']));
   const readyPods = (selector: string, n: number) =>
-    waitFor(`${n} Ready pods with ${selector}`, () => {
+    eventually(`${n} Ready pods with ${selector}`, () => {
       const items = (kjson(['get', 'pods', '-n', 'demo', '-l', selector]).items as any[]).filter(
         (p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((x: any) => x.type === 'Ready' && x.status === 'True'),
       );
@@ -58,7 +49,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
   };
   /** A sidecar writes its access-log line when the connection closes, a moment after the client has its answer. */
   const linesOnceThere = async (pod: string, container: string, match: (l: string) => boolean, n: number) => {
-    await waitFor(`${n} matching lines in ${pod}/${container}`, async () => ((await logs(pod, container)).filter(match).length >= n ? true : undefined), 10_000);
+    await eventually(`${n} matching lines in ${pod}/${container}`, async () => ((await logs(pod, container)).filter(match).length >= n ? true : undefined), 10_000);
     return (await logs(pod, container)).filter(match);
   };
   const status = async () => JSON.parse((await sw(['status', '-o', 'json', '--socket', c.agentSocket])).out) as { pods: { name: string; ips: string[]; counters: Record<string, string> }[]; node: Record<string, string> };
@@ -72,16 +63,16 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   beforeAll(async () => {
     lab.require();
-    c = new LabCluster((level, msg, f) => nodeLog.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`));
+    c = new LabCluster((line) => nodeLog.push(line));
     await c.start();
     c.kubectl(['create', 'namespace', 'demo']);
     c.kubectl(['label', 'namespace', 'demo', 'switchyard.dev/injection=enabled']);
     c.kubectl(['apply', '-f', path.join(projectRoot(), 'lab', 'demo', 'apps.yaml')]);
     [a] = await readyPods('app=app-a', 1);
     bs = await readyPods('app=app-b', 2);
-    for (const p of [a, ...bs]) await waitFor(`${p.metadata.name} listening`, async () => ((await logs(p.metadata.name, 'app')).some((l) => l.includes('listening on :8080')) ? true : undefined));
+    for (const p of [a, ...bs]) await eventually(`${p.metadata.name} listening`, async () => ((await logs(p.metadata.name, 'app')).some((l) => l.includes('listening on :8080')) ? true : undefined));
     clusterIP = kjson(['get', 'service', 'app-b', '-n', 'demo']).spec.clusterIP;
-    await waitFor('app-b programmed with 2 backends', async () => ((await services()).some((s) => s.service === 'demo/app-b' && s.backends.length === 2) ? true : undefined));
+    await eventually('app-b programmed with 2 backends', async () => ((await services()).some((s) => s.service === 'demo/app-b' && s.backends.length === 2) ? true : undefined));
   }, 180_000);
 
   afterAll(async () => {
@@ -156,7 +147,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     // kubectl runs synchronously here, in the process that also runs the lab node: it must not wait.
     c.kubectl(['delete', 'pod', victim.metadata.name, '-n', 'demo', '--wait=false']);
     // Gone from the API means the node finished: containers stopped, CNI DEL, sandbox removed, object deleted.
-    await waitFor(`${victim.metadata.name} gone from the API`, async () => ((await c.cp.request('GET', `/api/v1/namespaces/demo/pods/${victim.metadata.name}`)).status === 404 ? true : undefined));
+    await eventually(`${victim.metadata.name} gone from the API`, async () => ((await c.cp.request('GET', `/api/v1/namespaces/demo/pods/${victim.metadata.name}`)).status === 404 ? true : undefined));
     expect((await status()).pods.map((p) => p.name)).not.toContain(victim.metadata.name);
     expect(c.agent!.lines.some((l) => l.includes('msg="pod unregistered"') && l.includes(`pod=demo/${victim.metadata.name}`) && l.includes('reason=cni-del'))).toBe(true);
     const sandbox = `${c.netlab.id}-pod-${victim.metadata.uid.slice(0, 8)}`;
@@ -168,8 +159,8 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     const replacement = now.find((p) => p.metadata.name !== bs[0].metadata.name)!;
     expect(replacement.metadata.name).not.toBe(victim.metadata.name);
     expect((await status()).pods.map((p) => p.name)).toContain(replacement.metadata.name);
-    await waitFor(`${replacement.metadata.name} listening`, async () => ((await logs(replacement.metadata.name, 'app')).some((l) => l.includes('listening on')) ? true : undefined));
-    await waitFor('the Service to balance to the replacement', async () => {
+    await eventually(`${replacement.metadata.name} listening`, async () => ((await logs(replacement.metadata.name, 'app')).some((l) => l.includes('listening on')) ? true : undefined));
+    await eventually('the Service to balance to the replacement', async () => {
       const s = (await services()).find((x) => x.service === 'demo/app-b')!;
       return s.backends.includes(`${replacement.status.podIP}:8080`) && s.backends.length === 2 ? true : undefined;
     });
@@ -185,7 +176,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     // Traffic of registered pods keeps flowing: the programs and maps stay pinned.
     expect(await get(`http://${clusterIP}/`)).toContain('status=200');
     c.kubectl(['run', 'while-down', '-n', 'demo', '--image=switchyard-lab/http-echo']);
-    const waiting = await waitFor('while-down to report its sandbox error', () => {
+    const waiting = await eventually('while-down to report its sandbox error', () => {
       const p = kjson(['get', 'pod', 'while-down', '-n', 'demo']);
       const w = p.status?.initContainerStatuses?.[0]?.state?.waiting;
       return w?.reason === 'CreatePodSandboxError' ? w : undefined;
@@ -194,7 +185,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     expect(waiting.message).toMatch(/agent/);
     expect(nodeLog.some((l) => l.includes('pod network failed; CNI DEL, then retrying') && l.includes('demo/while-down'))).toBe(true);
     // kubectl describe / get events tell the same story, as for a kubelet.
-    await waitFor('a FailedCreatePodSandBox event', () =>
+    await eventually('a FailedCreatePodSandBox event', () =>
       (kjson(['get', 'events', '-n', 'demo', '--field-selector', 'involvedObject.name=while-down']).items as any[]).some((e) => e.reason === 'FailedCreatePodSandBox' && e.type === 'Warning' && /switchyard-cni/.test(e.message)) ? true : undefined,
     );
     // No container of it ever ran unregistered.
@@ -208,7 +199,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   test('a container the lab cannot run waits with ImageNotAvailable and a message that says what to do', async () => {
     c.kubectl(['run', 'unknown-image', '-n', 'demo', '--image=registry.example/team/app:1.2', '--restart=Never']);
-    const st = await waitFor('the unknown-image status', () => {
+    const st = await eventually('the unknown-image status', () => {
       const p = kjson(['get', 'pod', 'unknown-image', '-n', 'demo']);
       return p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ImageNotAvailable' ? p : undefined;
     });
@@ -220,7 +211,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   test('an exiting container is restarted with back-off; switchyard logs shows the current and -p the previous run', async () => {
     c.kubectl(['run', 'crasher', '-n', 'demo', '--image=any', '--restart=Always', '--command', '--', 'sh', '-c', 'echo "run at $(date +%s%N)"; exit 3']);
-    const p = await waitFor('crasher restarted', () => {
+    const p = await eventually('crasher restarted', () => {
       const x = kjson(['get', 'pod', 'crasher', '-n', 'demo']);
       const cs = x.status?.containerStatuses?.[0];
       return cs?.restartCount >= 1 && cs?.lastState?.terminated ? x : undefined;

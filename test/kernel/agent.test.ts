@@ -17,11 +17,11 @@ import { ANNOTATIONS, MANAGED_LABEL } from '../../webhook/src/contract';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
 import { run as cli } from '../../cli/main';
-import { CniPluginError, CniRuntime, execPlugin, Invocation } from '../helpers/cni-runtime';
+import { CniPluginError, CniRuntime, execPlugin, Invocation } from '../../lab/src/cni-runtime';
 import { FakeApiServer } from '../helpers/fake-apiserver';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { NetLab, NodeNs, sh } from '../helpers/netlab';
-import { Proc, waitUntil } from '../helpers/proc';
+import { NetLab, NodeNs, sh } from '../../lab/src/netlab';
+import { Proc, waitUntil } from '../../lab/src/proc';
 import { accessMatching } from '../helpers/access-log';
 
 const CNI_BIN = ['/usr/lib/cni', '/opt/cni/bin', path.join(projectRoot(), 'build', 'cni')];

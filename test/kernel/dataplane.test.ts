@@ -14,8 +14,8 @@ import { Dataplane, TC_HANDLE, TC_PRIORITY } from '../../interceptor/src/datapla
 import { CounterName, Origin } from '../../interceptor/src/dataplane/abi';
 import { accessMatching } from '../helpers/access-log';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { NetLab, NodeNs, Pod, sh } from '../helpers/netlab';
-import { Proc, waitUntil } from '../helpers/proc';
+import { NetLab, NodeNs, Pod, sh } from '../../lab/src/netlab';
+import { Proc, waitUntil } from '../../lab/src/proc';
 
 const CLIENT = 'test/fixtures/client.js';
 const APP_UID = 1000;

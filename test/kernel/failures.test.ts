@@ -11,8 +11,8 @@ import { Dataplane, DataplaneError } from '../../interceptor/src/dataplane/datap
 import { HostError } from '../../interceptor/src/dataplane/host';
 import { accessMatching } from '../helpers/access-log';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { NetLab, Pod } from '../helpers/netlab';
-import { waitUntil } from '../helpers/proc';
+import { NetLab, Pod } from '../../lab/src/netlab';
+import { waitUntil } from '../../lab/src/proc';
 
 const HOOKS = ['connect4', 'connect6', 'sock_ops', 'getsockopt'] as const;
 

@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync } from 'child_process';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { LAB_PREFIX, sh, sweepStaleLabs } from '../helpers/netlab';
+import { LAB_PREFIX, sh, sweepStaleLabs } from '../../lab/src/netlab';
 
 describeKernel('lab sweep', () => {
   test('removes a dead owner\'s netns and keeps a live owner\'s', () => {

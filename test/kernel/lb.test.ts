@@ -17,8 +17,8 @@ import { ServiceLoadBalancer } from '../../interceptor/src/lb/controller';
 import { accessMatching } from '../helpers/access-log';
 import { FakeApiServer, FakeCluster } from '../helpers/fake-apiserver';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { NetLab, Pod } from '../helpers/netlab';
-import { Proc, waitUntil } from '../helpers/proc';
+import { NetLab, Pod } from '../../lab/src/netlab';
+import { Proc, waitUntil } from '../../lab/src/proc';
 
 const CLUSTER_IP = '10.96.0.10';
 const LB_CLIENT = 'test/fixtures/lb-client.js';

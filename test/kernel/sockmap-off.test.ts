@@ -6,7 +6,7 @@
 import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { NetLab, Pod } from '../helpers/netlab';
+import { NetLab, Pod } from '../../lab/src/netlab';
 
 describeKernel('sockmap acceleration off', () => {
   let lab: NetLab;

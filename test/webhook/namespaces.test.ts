@@ -6,7 +6,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { NamespaceCache } from '../../webhook/src/namespaces';
 import { FakeApiServer } from '../helpers/fake-apiserver';
-import { waitUntil } from '../helpers/proc';
+import { waitUntil } from '../../lab/src/proc';
 
 describe('namespace cache', () => {
   let api: FakeApiServer;

@@ -286,6 +286,13 @@ export class NetLab {
         errors.push((e as Error).message);
       }
     }
+    // Anything still running in the lab's cgroup tree was started by the lab (a container whose
+    // owner failed to stop it): cgroup.kill ends the whole subtree, and nothing outside it.
+    try {
+      if (fs.existsSync(path.join(this.cgroupRoot, 'cgroup.kill'))) fs.writeFileSync(path.join(this.cgroupRoot, 'cgroup.kill'), '1');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') errors.push(`cgroup.kill ${this.cgroupRoot}: ${(e as Error).message}`);
+    }
     for (const cg of this.cgroups.splice(0).reverse()) {
       try {
         await rmdirWhenEmpty(cg);

@@ -115,6 +115,20 @@ export class Proc {
   }
 }
 
+/**
+ * Polls something asynchronous (the API, a log file, the agent) every 100 ms
+ * until it yields a value; fails with a description after the deadline.
+ */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Polls kernel or process state until cond holds; fails with a description after the deadline. */
 export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
