@@ -207,11 +207,7 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	struct sy_connect_target target = {};
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 
-	dst.words[0] = ctx->user_ip6[0];
-	dst.words[1] = ctx->user_ip6[1];
-	dst.words[2] = ctx->user_ip6[2];
-	dst.words[3] = ctx->user_ip6[3];
-	sy_barrier();
+	SY_LOAD_IP6(&dst, ctx->user_ip6);
 	/* Keep the family the app chose: v4-mapped stays v4-mapped. */
 	int v4 = sy_addr_is_v4(&dst);
 	int lb;
@@ -229,10 +225,7 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	}
 	if (lb == SY_LB_TRANSLATED) {
 		/* A v4-mapped connect stays v4-mapped: frontends and backends of one family. */
-		ctx->user_ip6[0] = dst.words[0];
-		ctx->user_ip6[1] = dst.words[1];
-		ctx->user_ip6[2] = dst.words[2];
-		ctx->user_ip6[3] = dst.words[3];
+		SY_STORE_IP6(ctx->user_ip6, &dst);
 	}
 	if (target.port)
 		ctx->user_port = bpf_htons(target.port);

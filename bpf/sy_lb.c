@@ -57,10 +57,7 @@ int sy_sendmsg6(struct bpf_sock_addr *ctx)
 		return 0;
 	}
 	if (lb == SY_LB_TRANSLATED) {
-		ctx->user_ip6[0] = dst.words[0];
-		ctx->user_ip6[1] = dst.words[1];
-		ctx->user_ip6[2] = dst.words[2];
-		ctx->user_ip6[3] = dst.words[3];
+		SY_STORE_IP6(ctx->user_ip6, &dst);
 		ctx->user_port = bpf_htons(port);
 	}
 	return SY_ALLOW;
@@ -89,10 +86,7 @@ static __always_inline void sy_reverse6(struct bpf_sock_addr *ctx)
 
 	if (!rv)
 		return;
-	ctx->user_ip6[0] = rv->addr.words[0];
-	ctx->user_ip6[1] = rv->addr.words[1];
-	ctx->user_ip6[2] = rv->addr.words[2];
-	ctx->user_ip6[3] = rv->addr.words[3];
+	SY_STORE_IP6(ctx->user_ip6, &rv->addr);
 	ctx->user_port = bpf_htons(rv->port);
 	sy_count(SY_C_LB_REVERSED);
 }

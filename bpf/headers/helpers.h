@@ -41,6 +41,15 @@
 		sy_barrier();                 \
 	} while (0)
 
+/* Write a 4-word IPv6 address into a context struct (bpf_sock_addr's user_ip6 takes 32-bit stores). */
+#define SY_STORE_IP6(dst, src)               \
+	do {                                 \
+		(dst)[0] = (src)->words[0];  \
+		(dst)[1] = (src)->words[1];  \
+		(dst)[2] = (src)->words[2];  \
+		(dst)[3] = (src)->words[3];  \
+	} while (0)
+
 static __always_inline void sy_addr_from_v4(struct sy_addr *a, __u32 ip4_be)
 {
 	a->words[0] = 0;

@@ -174,23 +174,13 @@ export class LabCluster {
   }
 
   private async startWebhook(): Promise<void> {
-    const certs = this.file('manifests', 'generated');
-    const healthPort = await freePort();
-    this.webhook = Proc.start('switchyard-webhook', [
-      process.execPath,
-      path.join(projectRoot(), 'dist/webhook/src/main.js'),
-      '--tls-cert', path.join(certs, 'tls.crt'),
-      '--tls-key', path.join(certs, 'tls.key'),
-      '--port', String(this.webhookPort),
-      '--health-port', String(healthPort),
-      '--kubeconfig', this.serviceAccountKubeconfig('switchyard-webhook'),
-      '--config', this.meshSetting('injector.json'),
-    ]).tee(this.file('webhook.log'));
-    const deadline = Date.now() + 30_000;
-    while ((await httpStatus(`http://127.0.0.1:${healthPort}/readyz`)) !== 200) {
-      if (this.webhook.exitCode !== null || Date.now() > deadline) throw new Error(`switchyard-webhook is not ready: ${this.webhook.stderr.slice(-1000)}${this.webhook.lines.slice(-5).join('\n')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    this.webhook = await startWebhookProcess({
+      certDir: this.file('manifests', 'generated'),
+      port: this.webhookPort,
+      kubeconfig: this.serviceAccountKubeconfig('switchyard-webhook'),
+      config: this.meshSetting('injector.json'),
+      logFile: this.file('webhook.log'),
+    });
   }
 
   /**
@@ -294,6 +284,32 @@ export class LabCluster {
     await step('lab directory', () => fs.rmSync(this.dir, { recursive: true, force: true }));
     if (errors.length) throw new Error(`lab teardown incomplete:\n${errors.join('\n')}`);
   }
+}
+
+/**
+ * The switchyard-webhook program on a loopback port, serving tls.crt/tls.key
+ * from certDir; resolves once its health port's /readyz answers 200 (its
+ * namespace cache has synced).
+ */
+export async function startWebhookProcess(o: { certDir: string; port: number; kubeconfig: string; config?: string; logFile?: string }): Promise<Proc> {
+  const healthPort = await freePort();
+  const webhook = Proc.start('switchyard-webhook', [
+    process.execPath,
+    path.join(projectRoot(), 'dist/webhook/src/main.js'),
+    '--tls-cert', path.join(o.certDir, 'tls.crt'),
+    '--tls-key', path.join(o.certDir, 'tls.key'),
+    '--port', String(o.port),
+    '--health-port', String(healthPort),
+    '--kubeconfig', o.kubeconfig,
+    ...(o.config ? ['--config', o.config] : []),
+  ]);
+  if (o.logFile) webhook.tee(o.logFile);
+  const deadline = Date.now() + 30_000;
+  while ((await httpStatus(`http://127.0.0.1:${healthPort}/readyz`)) !== 200) {
+    if (webhook.exitCode !== null || Date.now() > deadline) throw new Error(`switchyard-webhook is not ready: ${webhook.stderr.slice(-1000)}${webhook.lines.slice(-5).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return webhook;
 }
 
 function httpStatus(url: string): Promise<number> {

@@ -58,6 +58,15 @@ export function distScript(rel: string): string {
   return hit;
 }
 
+/**
+ * argv behind a shell that first moves itself into $SY_CGROUP (when set),
+ * then execs: the program's very first socket is already in the cgroup's
+ * scope, and its pid is the shell's, for signals.
+ */
+export function inCgroup(argv: string[]): string[] {
+  return ['sh', '-c', '[ -z "$SY_CGROUP" ] || echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"', 'sh', ...argv];
+}
+
 export function sh(cmd: string, args: string[]): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -215,22 +224,15 @@ export class NetLab {
     return this.mkCgroup(path.join(this.cgroupRoot, name));
   }
 
-  /**
-   * Starts argv inside a pod's netns and cgroup. The shell joins the cgroup
-   * before exec, so the program's very first socket is already in scope.
-   */
+  /** Starts argv inside a pod's netns and cgroup (see inCgroup). */
   spawn(where: Pod | { netns: string | null; cgroup: string | null }, argv: string[], opts: SpawnOptions = {}): Proc {
     const cgroup = opts.cgroup === undefined ? where.cgroup : opts.cgroup;
-    const script = [
-      cgroup ? 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97' : ':',
-      'exec "$@"',
-    ].join('\n');
     const inner = [
       ...(where.netns ? ['ip', 'netns', 'exec', where.netns] : []),
       ...(opts.uid !== undefined ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'] : []),
       ...argv,
     ];
-    const proc = Proc.start(opts.label ?? argv.join(' '), ['sh', '-c', script, 'sh', ...inner], {
+    const proc = Proc.start(opts.label ?? argv.join(' '), inCgroup(inner), {
       ...process.env,
       SY_CGROUP: cgroup ?? '',
     });

@@ -28,7 +28,7 @@ import * as readline from 'readline';
 import { KubeClient, kubeconfigConnection } from '../../interceptor/src/kube/client';
 import { Reflector } from '../../interceptor/src/kube/reflector';
 import { CniRuntime, Invocation, NetworkList } from './cni-runtime';
-import { NetLab, distScript, sh } from './netlab';
+import { NetLab, distScript, inCgroup, sh } from './netlab';
 import { ControlPlane, K8S_VERSION } from './controlplane';
 import { ImageNotAvailable, containerArgv } from './images';
 import { activeConfig } from '../../interceptor/src/agent/cni-install';
@@ -464,16 +464,16 @@ export class LabNode {
   }
 
   /**
-   * argv in the pod's netns and cgroup as the container's user (runAsUser/runAsGroup, pod then
-   * container). The shell joins the cgroup before it execs, so the first socket is already in
-   * scope; nsenter and setpriv exec in turn, so the pid is the container's for signals.
+   * argv in the pod's netns and cgroup (see inCgroup) as the container's user (runAsUser/runAsGroup,
+   * pod then container); nsenter and setpriv exec in turn, so the pid is the container's for signals.
    */
   private spawnInPod(sb: Sandbox, c: ContainerSpec, argv: string[], env: Record<string, string>, stdio: StdioOptions): { proc: ChildProcess; uid: number } {
     const sec = { ...(sb.pod.spec.securityContext ?? {}), ...(c.securityContext ?? {}) };
     const uid = Number(sec.runAsUser ?? 0);
     const gid = Number(sec.runAsGroup ?? uid);
     const user = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', ...(sec.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []), '--'];
-    const proc = spawn('sh', ['-c', 'echo $$ > "$SY_CGROUP/cgroup.procs" || exit 97; exec "$@"', 'sh', 'nsenter', `--net=${sb.netnsPath}`, ...user, ...argv], {
+    const [cmd, ...args] = inCgroup(['nsenter', `--net=${sb.netnsPath}`, ...user, ...argv]);
+    const proc = spawn(cmd, args, {
       env: { ...env, SY_CGROUP: sb.cgroup },
       stdio,
       cwd: c.workingDir && fs.existsSync(c.workingDir) ? c.workingDir : '/',

@@ -7,12 +7,12 @@
  */
 import { X509Certificate } from 'crypto';
 import * as fs from 'fs';
-import * as http from 'http';
 import * as os from 'os';
 import * as path from 'path';
 import * as tls from 'tls';
 import { parse } from 'yaml';
 import { ControlPlane, controlPlaneMissing, freePort } from '../../lab/src/controlplane';
+import { startWebhookProcess } from '../../lab/src/cluster';
 import { run as cli } from '../../cli/main';
 import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
 import { projectRoot } from '../../native';
@@ -26,7 +26,6 @@ lab.describe('injection through a real kube-apiserver', () => {
   let webhook: Proc | undefined;
   let tmp: string;
   let port: number;
-  let healthPort: number;
 
   const pod = (name: string, labels: Record<string, string> = {}) => ({
     apiVersion: 'v1',
@@ -44,22 +43,7 @@ lab.describe('injection through a real kube-apiserver', () => {
   const containers = (p: any) => [...(p.spec.initContainers ?? []), ...p.spec.containers].map((c: { name: string }) => c.name);
 
   const startWebhook = async () => {
-    webhook = Proc.start('webhook', [
-      process.execPath,
-      path.join(projectRoot(), 'dist/webhook/src/main.js'),
-      '--tls-cert', path.join(tmp, 'tls.crt'),
-      '--tls-key', path.join(tmp, 'tls.key'),
-      '--port', String(port),
-      '--health-port', String(healthPort),
-      '--kubeconfig', cp.kubeconfig,
-    ]);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const code = await new Promise<number>((r) => http.get(`http://127.0.0.1:${healthPort}/readyz`, (res) => r(res.resume().statusCode ?? 0)).on('error', () => r(0)));
-      if (code === 200) return;
-      if (webhook.exitCode !== null || Date.now() > deadline) throw new Error(`webhook not ready: ${webhook.stderr.slice(-1000)} ${webhook.lines.slice(-5).join('\n')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    webhook = await startWebhookProcess({ certDir: tmp, port, kubeconfig: cp.kubeconfig });
   };
 
   beforeAll(async () => {
@@ -67,7 +51,7 @@ lab.describe('injection through a real kube-apiserver', () => {
     cp = new ControlPlane();
     await cp.start();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-e2e-'));
-    [port, healthPort] = [await freePort(), await freePort()];
+    port = await freePort();
     expect(await cli(['certs', '--out', tmp, '--ip', '127.0.0.1', '--url', `https://127.0.0.1:${port}/mutate`], () => undefined, () => undefined)).toBe(0);
     await startWebhook();
     const mwc = parse(fs.readFileSync(path.join(tmp, 'mutatingwebhookconfiguration.yaml'), 'utf8'));
