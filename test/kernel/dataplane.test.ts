@@ -16,6 +16,7 @@ import { accessMatching } from '../helpers/access-log';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, NodeNs, Pod, sh } from '../../lab/src/netlab';
 import { Proc, waitUntil } from '../../lab/src/proc';
+import { freePort } from '../../lab/src/ports';
 
 const CLIENT = 'test/fixtures/client.js';
 const APP_UID = 1000;
@@ -105,7 +106,7 @@ describeKernel('dataplane on the real kernel', () => {
     expect(d1('SY_C_CONNECT_NOT_MESH')).toBe(1n);
 
     // A host-netns process inside the attached cgroup subtree.
-    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const hostPort = await freePort();
     const hostServer = lab.node({ netns: null, cgroup: null }, 'test/fixtures/echo-server.js', ['--port', String(hostPort)]);
     await hostServer.waitForJson((o) => o.event === 'ready');
     const hostCgroup = lab.addCgroup('host-procs');
