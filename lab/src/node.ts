@@ -8,17 +8,20 @@
  *               → CNI ADD: loopback, then the active config in the node's net.d
  *                 (bridge + host-local, with switchyard-cni chained by install-cni)
  *               → init containers in order (native sidecars: started, startupProbe passed)
- *               → containers: processes in the netns and cgroup, as the container's uid,
- *                 stdout+stderr → <logs>/<ns>_<pod>_<uid>/<container>/<restarts>.log
+ *               → containers in order: processes in the netns and cgroup, as the container's uid,
+ *                 stdout+stderr → <logs>/<ns>_<pod>_<uid>/<container>/<restarts>.log;
+ *                 a postStart hook runs to completion before the next container starts
+ *                 (classic sidecar mode relies on it)
  *               → status via the status subresource: podIP(s), phase, container statuses,
- *                 conditions; readiness from the probes (run from the node's netns)
- *     exited    → restarted per restartPolicy, with back-off
- *     deleting  → SIGTERM (app containers, then sidecars), SIGKILL after the grace period,
- *               → CNI DEL, netns and cgroup removed, pod object deleted (grace 0)
+ *                 conditions; startup, readiness and liveness probes (HTTP and TCP from the
+ *                 node's netns, exec in the sandbox)
+ *     exited    → restarted per restartPolicy, with back-off; so is a failed liveness probe
+ *     deleting  → preStop hook, SIGTERM (app containers, then sidecars), SIGKILL after the
+ *                 grace period → CNI DEL, netns and cgroup removed, pod object deleted (grace 0)
  *
- * Images are not pulled (./images.ts). Not done: volumes, resource limits,
- * liveness probes, lifecycle hooks, image pull secrets, ephemeral containers,
- * node heartbeats (the lab's controller-manager runs no node-lifecycle controller).
+ * Images are not pulled (./images.ts). Not done: volumes, resource limits, image pull
+ * secrets, ephemeral containers, node heartbeats (the lab's controller-manager runs no
+ * node-lifecycle controller).
  */
 import { ChildProcess, StdioOptions, spawn } from 'child_process';
 import * as fs from 'fs';
@@ -30,7 +33,7 @@ import { Reflector } from '../../interceptor/src/kube/reflector';
 import { CniRuntime, Invocation, NetworkList } from './cni-runtime';
 import { NetLab, distScript, inCgroup, sh } from './netlab';
 import { ControlPlane, K8S_VERSION } from './controlplane';
-import { ImageNotAvailable, containerArgv } from './images';
+import { ImageNotAvailable, containerArgv, inImage } from './images';
 import { activeConfig } from '../../interceptor/src/agent/cni-install';
 import type { Logger } from '../../webhook/src/log';
 
@@ -58,15 +61,22 @@ type ContainerState =
   | { running: { startedAt: string } }
   | { terminated: { exitCode: number; signal?: number; reason: string; startedAt?: string; finishedAt: string } };
 
-interface Probe {
+/** What a probe or a lifecycle hook does. */
+interface Action {
   httpGet?: { path?: string; port: number | string; host?: string };
   tcpSocket?: { port: number | string };
   exec?: { command: string[] };
+  /** Lifecycle hooks only (Kubernetes ≥ 1.30). */
+  sleep?: { seconds: number };
+}
+
+interface Probe extends Action {
   initialDelaySeconds?: number;
   periodSeconds?: number;
   timeoutSeconds?: number;
   failureThreshold?: number;
   successThreshold?: number;
+  terminationGracePeriodSeconds?: number;
 }
 
 interface ContainerSpec {
@@ -80,6 +90,8 @@ interface ContainerSpec {
   restartPolicy?: string;
   readinessProbe?: Probe;
   startupProbe?: Probe;
+  livenessProbe?: Probe;
+  lifecycle?: { postStart?: Action; preStop?: Action };
   securityContext?: { runAsUser?: number; runAsGroup?: number; allowPrivilegeEscalation?: boolean };
 }
 
@@ -95,7 +107,12 @@ interface Container {
   ready: boolean;
   started: boolean;
   exited?: Promise<void>;
+  /** Settles when the postStart hook of the current run has finished (at once without one). */
+  postStarted?: Promise<void>;
   probeTimer?: NodeJS.Timeout;
+  livenessTimer?: NodeJS.Timeout;
+  /** Exec probes and hooks running in the container: they die with it, as in a runtime. */
+  execs: Set<ChildProcess>;
 }
 
 interface Sandbox {
@@ -123,6 +140,8 @@ interface Sandbox {
 
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 const RESTART_BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
+/** The kubelet bounds no exec hook; the lab does, so a hung hook cannot hang a test. */
+const HOOK_TIMEOUT_MS = 120_000;
 
 export class LabNode {
   readonly name: string;
@@ -280,7 +299,7 @@ export class LabNode {
     const containers: Container[] = [
       ...(p.spec.initContainers ?? []).map((spec: ContainerSpec) => ({ spec, init: true, sidecar: spec.restartPolicy === 'Always' })),
       ...p.spec.containers.map((spec: ContainerSpec) => ({ spec, init: false, sidecar: false })),
-    ].map((c) => ({ ...c, state: { waiting: { reason: 'ContainerCreating' } }, restartCount: 0, ready: false, started: false }));
+    ].map((c) => ({ ...c, state: { waiting: { reason: 'ContainerCreating' } }, restartCount: 0, ready: false, started: false, execs: new Set<ChildProcess>() }));
     return {
       uid,
       namespace: p.metadata.namespace,
@@ -344,6 +363,7 @@ export class LabNode {
       if (sb.stopping) return;
       if (c.sidecar) {
         this.startContainer(sb, c);
+        await c.postStarted;
         await this.waitStarted(sb, c);
       } else {
         // A regular init container runs to completion; failures restart it (restartPolicy Never fails the pod).
@@ -363,8 +383,13 @@ export class LabNode {
       }
     }
     sb.initialized = true;
-    for (const c of sb.containers.filter((x) => !x.init)) this.startContainer(sb, c);
     sb.phase = 'Running';
+    for (const c of sb.containers.filter((x) => !x.init)) {
+      if (sb.stopping) return;
+      this.startContainer(sb, c);
+      // As the kubelet: the next container starts once this one's postStart hook has returned.
+      await c.postStarted;
+    }
     await this.writeStatus(sb);
   }
 
@@ -429,6 +454,7 @@ export class LabNode {
       const reason = e instanceof ImageNotAvailable ? e.reason : 'CreateContainerError';
       c.state = { waiting: { reason, message: (e as Error).message } };
       c.exited = Promise.resolve();
+      c.postStarted = Promise.resolve();
       this.o.log('warn', 'container cannot start', { pod, container: c.spec.name, reason, error: (e as Error).message });
       this.event(sb, 'Warning', 'Failed', `Error: ${reason}: ${(e as Error).message}`, c.spec.name);
       this.scheduleStatus(sb);
@@ -449,6 +475,8 @@ export class LabNode {
     c.exited = new Promise<void>((resolve) =>
       proc.on('exit', (code, signal) => {
         if (c.probeTimer) clearTimeout(c.probeTimer);
+        if (c.livenessTimer) clearTimeout(c.livenessTimer);
+        for (const x of c.execs) x.kill('SIGKILL');
         c.proc = undefined;
         c.ready = false;
         const exitCode = code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0);
@@ -460,7 +488,28 @@ export class LabNode {
       }),
     );
     this.runProbes(sb, c);
+    c.postStarted = this.postStart(sb, c, proc);
     this.scheduleStatus(sb);
+  }
+
+  /**
+   * The postStart hook of this run of c. A failed hook kills the container,
+   * which then restarts per restartPolicy, as with the kubelet.
+   */
+  private async postStart(sb: Sandbox, c: Container, proc: ChildProcess): Promise<void> {
+    const hook = c.spec.lifecycle?.postStart;
+    if (!hook) return;
+    const pod = `${sb.namespace}/${sb.name}`;
+    const t = Date.now();
+    const r = await this.runAction(sb, c, hook, HOOK_TIMEOUT_MS);
+    if (c.proc !== proc) return; // the container is gone; its exit is what is reported
+    if (r.ok) {
+      this.o.log('info', 'postStart hook done', { pod, container: c.spec.name, duration_ms: Date.now() - t });
+      return;
+    }
+    this.o.log('warn', 'postStart hook failed; killing the container', { pod, container: c.spec.name, detail: r.detail });
+    this.event(sb, 'Warning', 'FailedPostStartHook', `PostStartHook failed: ${r.detail}`, c.spec.name);
+    proc.kill('SIGKILL');
   }
 
   /**
@@ -501,7 +550,7 @@ export class LabNode {
     if (apps.every((x) => 'terminated' in x.state)) {
       sb.phase = apps.every((x) => 'terminated' in x.state && x.state.terminated.exitCode === 0) ? 'Succeeded' : 'Failed';
       // A finished pod's sidecars are stopped, as the kubelet does for native sidecars.
-      await this.stopContainers(sb.containers.filter((x) => x.sidecar), 5);
+      await this.stopContainers(sb, sb.containers.filter((x) => x.sidecar), 5);
       this.scheduleStatus(sb);
     }
   }
@@ -514,21 +563,42 @@ export class LabNode {
     return hit ? hit.containerPort : Number(port);
   }
 
-  private async probeOnce(sb: Sandbox, c: Container, p: Probe): Promise<{ ok: boolean; detail: string }> {
-    const timeoutMs = (p.timeoutSeconds ?? 1) * 1000;
-    if (p.exec) {
-      const { proc } = this.spawnInPod(sb, c.spec, p.exec.command, this.env(sb, c.spec), 'ignore');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-      const code = await new Promise<number | null>((r) => proc.on('exit', r));
+  /**
+   * One probe or hook action against c: exec runs in the sandbox as the
+   * container's user (argv[0] resolved in its image), HTTP and TCP go from the
+   * node's netns to the pod IP, sleep waits.
+   */
+  private async runAction(sb: Sandbox, c: Container, a: Action, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+    if (a.exec) {
+      const argv = inImage(c.spec.image, a.exec.command);
+      const { proc } = this.spawnInPod(sb, c.spec, argv, this.env(sb, c.spec), ['ignore', 'pipe', 'pipe']);
+      c.execs.add(proc);
+      let output = '';
+      const keep = (d: Buffer) => (output = (output + d.toString()).slice(-300));
+      proc.stdout!.on('data', keep);
+      proc.stderr!.on('data', keep);
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        proc.kill('SIGKILL');
+      }, timeoutMs);
+      const code = await new Promise<number | null>((r) => proc.on('close', r));
       clearTimeout(timer);
-      return { ok: code === 0, detail: `exit ${code}` };
+      c.execs.delete(proc);
+      const said = output.trim() ? `: ${output.trim().split('\n').slice(-2).join(' ')}` : '';
+      return { ok: code === 0, detail: timedOut ? `command ${JSON.stringify(a.exec.command)} timed out after ${timeoutMs / 1000}s` : `command ${JSON.stringify(a.exec.command)} exited ${code}${said}` };
     }
-    const req = p.httpGet
-      ? { type: 'http', host: p.httpGet.host ?? sb.ips[0], port: this.namedPort(c.spec, p.httpGet.port), path: p.httpGet.path ?? '/' }
-      : p.tcpSocket
-        ? { type: 'tcp', host: sb.ips[0], port: this.namedPort(c.spec, p.tcpSocket.port) }
+    if (a.sleep) {
+      const ms = Math.min(a.sleep.seconds * 1000, timeoutMs);
+      await new Promise((r) => setTimeout(r, ms));
+      return { ok: true, detail: `slept ${ms / 1000}s` };
+    }
+    const req = a.httpGet
+      ? { type: 'http', host: a.httpGet.host ?? sb.ips[0], port: this.namedPort(c.spec, a.httpGet.port), path: a.httpGet.path ?? '/' }
+      : a.tcpSocket
+        ? { type: 'tcp', host: sb.ips[0], port: this.namedPort(c.spec, a.tcpSocket.port) }
         : undefined;
-    if (!req || !this.prober?.stdin?.writable) return { ok: false, detail: 'unsupported probe' };
+    if (!req || !this.prober?.stdin?.writable) return { ok: false, detail: 'unsupported action' };
     const id = ++this.probeSeq;
     return new Promise((resolve) => {
       this.probeWaiters.set(id, resolve);
@@ -546,13 +616,14 @@ export class LabNode {
       if (!c.proc || sb.stopping || this.stopped) return;
       const p = !c.started ? startup! : readiness;
       if (!p) return;
-      const r = await this.probeOnce(sb, c, p);
+      const r = await this.runAction(sb, c, p, (p.timeoutSeconds ?? 1) * 1000);
       if (!c.proc) return;
       if (!c.started) {
         if (r.ok) {
           c.started = true;
           this.o.log('info', 'startup probe passed', { pod: `${sb.namespace}/${sb.name}`, container: c.spec.name });
           this.scheduleStatus(sb);
+          this.runLiveness(sb, c);
           if (!readiness) c.ready = true;
         } else if (++failures >= (p.failureThreshold ?? 3)) {
           this.o.log('warn', 'startup probe failed; killing the container', { pod: `${sb.namespace}/${sb.name}`, container: c.spec.name, detail: r.detail });
@@ -571,6 +642,7 @@ export class LabNode {
       }
       c.probeTimer = setTimeout(() => void loop(), (p.periodSeconds ?? 10) * 1000);
     };
+    if (!startup) this.runLiveness(sb, c);
     if (!startup && !readiness) {
       c.started = true;
       c.ready = true;
@@ -578,6 +650,38 @@ export class LabNode {
     }
     if (!startup) c.started = true;
     c.probeTimer = setTimeout(() => void loop(), ((startup ?? readiness)!.initialDelaySeconds ?? 0) * 1000);
+  }
+
+  /**
+   * The liveness probe, from the moment the container has started: after
+   * failureThreshold failures in a row the container is stopped (preStop,
+   * SIGTERM, SIGKILL after its grace period) and restarted per restartPolicy.
+   */
+  private runLiveness(sb: Sandbox, c: Container): void {
+    const p = c.spec.livenessProbe;
+    const proc = c.proc;
+    if (!p || !proc) return;
+    const pod = `${sb.namespace}/${sb.name}`;
+    let failures = 0;
+    const loop = async (): Promise<void> => {
+      if (c.proc !== proc || sb.stopping || this.stopped) return;
+      const r = await this.runAction(sb, c, p, (p.timeoutSeconds ?? 1) * 1000);
+      if (c.proc !== proc || sb.stopping || this.stopped) return;
+      if (r.ok) failures = 0;
+      else {
+        failures++;
+        this.event(sb, 'Warning', 'Unhealthy', `Liveness probe failed: ${r.detail}`, c.spec.name);
+        if (failures >= (p.failureThreshold ?? 3)) {
+          this.o.log('warn', 'liveness probe failed; restarting the container', { pod, container: c.spec.name, failures, detail: r.detail });
+          this.event(sb, 'Normal', 'Killing', `Container ${c.spec.name} failed liveness probe, will be restarted`, c.spec.name);
+          const grace = Math.min(p.terminationGracePeriodSeconds ?? sb.pod.spec.terminationGracePeriodSeconds ?? 30, 30);
+          await this.stopContainer(sb, c, Date.now() + grace * 1000);
+          return;
+        }
+      }
+      c.livenessTimer = setTimeout(() => void loop(), (p.periodSeconds ?? 10) * 1000);
+    };
+    c.livenessTimer = setTimeout(() => void loop(), (p.initialDelaySeconds ?? 0) * 1000);
   }
 
   private async waitStarted(sb: Sandbox, c: Container): Promise<void> {
@@ -672,17 +776,38 @@ export class LabNode {
 
   // ───────────────────────── teardown ─────────────────────────
 
-  private async stopContainers(cs: Container[], graceSeconds: number): Promise<void> {
-    const running = cs.filter((c) => c.proc);
-    for (const c of running) c.proc!.kill('SIGTERM');
-    const all = Promise.all(running.map((c) => c.exited));
+  private async stopContainers(sb: Sandbox, cs: Container[], graceSeconds: number): Promise<void> {
+    const deadline = Date.now() + graceSeconds * 1000;
+    await Promise.all(cs.map((c) => this.stopContainer(sb, c, deadline)));
+  }
+
+  /** preStop hook, then SIGTERM, then SIGKILL at the deadline: the grace period covers both, as with the kubelet. */
+  private async stopContainer(sb: Sandbox, c: Container, deadline: number): Promise<void> {
+    const proc = c.proc;
+    if (!proc) return;
+    const pod = `${sb.namespace}/${sb.name}`;
     let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), graceSeconds * 1000)));
-    const outcome = await Promise.race([all, grace]);
+    const until = (ms: number) => new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, ms))));
+    const hook = c.spec.lifecycle?.preStop;
+    if (hook) {
+      const t = Date.now();
+      const r = await Promise.race([this.runAction(sb, c, hook, Math.max(1, deadline - Date.now())), c.exited!.then(() => ({ ok: true, detail: 'exited' }))]);
+      clearTimeout(timer);
+      if (c.proc === proc) {
+        if (r.ok) this.o.log('info', 'preStop hook done', { pod, container: c.spec.name, duration_ms: Date.now() - t });
+        else {
+          this.o.log('warn', 'preStop hook failed', { pod, container: c.spec.name, detail: r.detail });
+          this.event(sb, 'Warning', 'FailedPreStopHook', `PreStopHook failed: ${r.detail}`, c.spec.name);
+        }
+      }
+    }
+    if (c.proc !== proc) return;
+    proc.kill('SIGTERM');
+    const outcome = await Promise.race([c.exited!, until(deadline - Date.now())]);
     clearTimeout(timer);
     if (outcome === 'timeout') {
-      for (const c of running) c.proc?.kill('SIGKILL');
-      await all;
+      proc.kill('SIGKILL');
+      await c.exited;
     }
   }
 
@@ -691,8 +816,8 @@ export class LabNode {
     const pod = `${sb.namespace}/${sb.name}`;
     const started = Date.now();
     for (const c of sb.containers.filter((x) => x.proc)) this.event(sb, 'Normal', 'Killing', `Stopping container ${c.spec.name}`, c.spec.name);
-    await this.stopContainers(sb.containers.filter((c) => !c.init), graceSeconds);
-    for (const c of sb.containers.filter((x) => x.init).reverse()) await this.stopContainers([c], Math.max(1, graceSeconds));
+    await this.stopContainers(sb, sb.containers.filter((c) => !c.init), graceSeconds);
+    for (const c of sb.containers.filter((x) => x.init).reverse()) await this.stopContainers(sb, [c], Math.max(1, graceSeconds));
     if (sb.netns) {
       // DEL with the configuration ADD used, as runtimes cache it: a later config change does not strand the pod.
       await sb.network?.del(sb.inv, sb.cniResult).catch((e: Error) => this.o.log('warn', 'CNI DEL failed', { pod, error: e.message }));
@@ -724,7 +849,7 @@ export class LabNode {
     if (!sb) throw new Error(`pod ${namespace}/${name} is not running on ${this.name}`);
     const c = sb.containers.find((x) => x.spec.name === container);
     if (!c) throw new Error(`pod ${namespace}/${name} has no container ${container}`);
-    const { proc } = this.spawnInPod(sb, c.spec, argv, this.env(sb, c.spec), ['ignore', 'pipe', 'pipe']);
+    const { proc } = this.spawnInPod(sb, c.spec, inImage(c.spec.image, argv), this.env(sb, c.spec), ['ignore', 'pipe', 'pipe']);
     let output = '';
     proc.stdout!.on('data', (d) => (output += d));
     proc.stderr!.on('data', (d) => (output += d));

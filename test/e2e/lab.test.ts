@@ -225,6 +225,102 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     expect(current.out).not.toBe(previous.out);
   });
 
+  const apply = (obj: unknown) => c.kubectl(['apply', '-f', '-'], JSON.stringify(obj));
+  const events = (ns: string, name: string) => kjson(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`]).items as { reason: string; type: string; message: string }[];
+  const nodeLine = (pod: string, msg: string, container: string) =>
+    nodeLog.findIndex((l) => l.includes(`msg="${msg}"`) && l.includes(`pod=${pod} `) && new RegExp(`(^| )container=${container}( |$)`).test(l));
+
+  test("classic sidecar mode: the app starts only once the sidecar's postStart hook (wait-ready) has returned, and its first request goes through the sidecar", async () => {
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'classic', namespace: 'demo', annotations: { 'switchyard.dev/sidecar-mode': 'classic' } },
+      spec: { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: 'switchyard-lab/http-get', args: [`http://${clusterIP}/`] }] },
+    });
+    const p = await eventually('the classic pod\'s app finished', () => {
+      const x = kjson(['get', 'pod', 'classic', '-n', 'demo']);
+      return x.status?.containerStatuses?.find((s: any) => s.name === 'app')?.state?.terminated ? x : undefined;
+    }, 30_000);
+    expect(p.spec.initContainers ?? []).toEqual([]);
+    expect(p.spec.containers.map((x: any) => x.name)).toEqual(['switchyard-proxy', 'app']);
+    expect(p.spec.containers[0].lifecycle.postStart.exec.command).toEqual(['switchyard-sidecar', 'wait-ready', '--admin-port', '15021']);
+    // The first and only run of the app succeeded: its very first connect found the proxy listening.
+    expect(p.status.containerStatuses.find((s: any) => s.name === 'app')).toMatchObject({ restartCount: 0, state: { terminated: { exitCode: 0 } } });
+    const [sidecarStarted, hookDone, appStarted] = [nodeLine('demo/classic', 'container started', 'switchyard-proxy'), nodeLine('demo/classic', 'postStart hook done', 'switchyard-proxy'), nodeLine('demo/classic', 'container started', 'app')];
+    expect(sidecarStarted).toBeGreaterThanOrEqual(0);
+    expect(hookDone).toBeGreaterThan(sidecarStarted);
+    expect(appStarted).toBeGreaterThan(hookDone);
+    expect(await linesOnceThere('classic', 'switchyard-proxy', (l) => l.includes('outbound src=127.0.0.1:') && l.includes(`dst=${clusterIP}:80`) && l.includes('result=ok'), 1)).toHaveLength(1);
+    expect((await logs('classic', 'app')).join('\n')).toMatch(/status=200 body="hello from app-b-/);
+  });
+
+  test('liveness: after failureThreshold failures the container is stopped (preStop first) and restarted, and the events say why', async () => {
+    const marker = path.join(c.dir, 'unlive-prestop');
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'unlive', namespace: 'default' },
+      spec: {
+        terminationGracePeriodSeconds: 2,
+        containers: [{
+          name: 'app',
+          image: 'switchyard-lab/pause',
+          livenessProbe: { exec: { command: ['test', '-e', path.join(c.dir, 'no-such-file')] }, periodSeconds: 1, failureThreshold: 2 },
+          lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" >> ${marker}`] } } },
+        }],
+      },
+    });
+    const p = await eventually('unlive restarted', () => {
+      const x = kjson(['get', 'pod', 'unlive', '-n', 'default']);
+      const cs = x.status?.containerStatuses?.[0];
+      return cs?.restartCount >= 1 && cs?.lastState?.terminated ? x : undefined;
+    }, 30_000);
+    expect(p.status.containerStatuses[0].lastState.terminated.exitCode).toBe(128 + 15); // SIGTERM, after preStop
+    expect(fs.readFileSync(marker, 'utf8').split('\n')[0]).toBe('preStop unlive');
+    const ev = await eventually('liveness events', () => {
+      const e = events('default', 'unlive');
+      return e.some((x) => x.reason === 'Killing' && x.message === 'Container app failed liveness probe, will be restarted') ? e : undefined;
+    });
+    expect(ev.filter((x) => x.reason === 'Unhealthy' && x.type === 'Warning').map((x) => x.message)).toContain(`Liveness probe failed: command ["test","-e","${path.join(c.dir, 'no-such-file')}"] exited 1`);
+    expect(nodeLine('default/unlive', 'liveness probe failed; restarting the container', 'app')).toBeGreaterThanOrEqual(0);
+    c.kubectl(['delete', 'pod', 'unlive', '-n', 'default', '--wait=false']);
+  });
+
+  test('deletion runs the preStop hook before SIGTERM; a failing postStart hook kills the container and says so', async () => {
+    const marker = path.join(c.dir, 'graceful-prestop');
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'graceful', namespace: 'default' },
+      spec: { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" > ${marker}`] } } } }] },
+    });
+    await eventually('graceful running', () => kjson(['get', 'pod', 'graceful', '-n', 'default']).status?.containerStatuses?.[0]?.state?.running);
+    c.kubectl(['delete', 'pod', 'graceful', '-n', 'default', '--wait=false']);
+    await eventually('graceful gone', () => (c.kubectl(['get', 'pod', 'graceful', '-n', 'default', '--ignore-not-found', '-o', 'name']).trim() === '' ? true : undefined));
+    expect(fs.readFileSync(marker, 'utf8')).toBe('preStop graceful\n');
+    const [hookDone, exited] = [nodeLine('default/graceful', 'preStop hook done', 'app'), nodeLine('default/graceful', 'container exited', 'app')];
+    expect(hookDone).toBeGreaterThanOrEqual(0);
+    expect(exited).toBeGreaterThan(hookDone);
+
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'bad-hook', namespace: 'default' },
+      spec: { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sh', '-c', 'echo not ready >&2; exit 4'] } } } }] },
+    });
+    const e = await eventually('FailedPostStartHook', () => {
+      const x = events('default', 'bad-hook').filter((y) => y.reason === 'FailedPostStartHook');
+      return x.length ? x : undefined;
+    });
+    expect(e[0]).toMatchObject({ type: 'Warning', message: 'PostStartHook failed: command ["sh","-c","echo not ready >&2; exit 4"] exited 4: not ready' });
+    const p = await eventually('bad-hook killed', () => {
+      const x = kjson(['get', 'pod', 'bad-hook', '-n', 'default']);
+      return x.status?.containerStatuses?.[0]?.lastState?.terminated ? x : undefined;
+    }, 30_000);
+    expect(p.status.containerStatuses[0].lastState.terminated.exitCode).toBe(128 + 9);
+    c.kubectl(['delete', 'pod', 'bad-hook', '-n', 'default', '--wait=false']);
+  });
+
   test('switchyard logs picks the app container by default, as kubectl does, and names the choices on bad input', async () => {
     const dir = path.dirname(c.dir);
     const dflt = await sw(['logs', a.metadata.name, '-n', 'demo', '--log-dir', dir]);
