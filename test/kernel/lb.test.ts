@@ -205,6 +205,20 @@ describeKernel('Service load balancing at the socket layer', () => {
     expect(programmed()!.noBackend).toBeGreaterThanOrEqual(20n);
   });
 
+  test('no ready endpoint: terminating but still serving endpoints take the connects, until a ready one appears', async () => {
+    const draining = slice(['be1', 'be2']);
+    Object.assign(draining.endpoints[0].conditions, { ready: false, serving: true, terminating: true }); // be1: draining, still serving
+    Object.assign(draining.endpoints[1].conditions, { ready: false, serving: false, terminating: true }); // be2: on its way out
+    slices.upsert(draining);
+    await acknowledged(['be1']);
+    expect(logs.some((l) => l.includes('service programmed') && l.includes('10.96.0.10:80/TCP→1(terminating)'))).toBe(true);
+    const during = await run(clientPod, ['--host', CLUSTER_IP, '--port', '80', '--count', '20']);
+    expect(during.errors).toEqual({});
+    expect(during.names).toEqual({ be1: 20 });
+    slices.upsert(slice(['be1', 'be3']));
+    await acknowledged(['be1', 'be3']);
+  });
+
   test('a mesh app: its sidecar sees the ClusterIP as the original destination, and the upstream is balanced', async () => {
     const deferred = dp.counters().SY_C_LB_MESH_DEFERRED;
     const r = await run(mesh, ['--host', CLUSTER_IP, '--port', '80', '--count', '30']);

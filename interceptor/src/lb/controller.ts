@@ -153,7 +153,7 @@ export class ServiceLoadBalancer {
     else
       this.log('info', 'service programmed', {
         service: svc,
-        frontends: frontends.map((f) => `${frontendKey(f.frontend)}→${f.backends.length}`).join(','),
+        frontends: frontends.map((f) => `${frontendKey(f.frontend)}→${f.backends.length}${f.terminating ? '(terminating)' : ''}`).join(','),
         affinity_s: frontends[0]?.affinityTimeoutSeconds || undefined,
         duration_ms: ms,
       });

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { LB_IGNORE_ANNOTATION, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
+import { LB_IGNORE_ANNOTATION, endpointUse, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
 
 const fixture = (f: string) => JSON.parse(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/k8s', f), 'utf8'));
 const svc = () => slimService(fixture('service-web.json'));
@@ -42,6 +42,41 @@ describe('Service + EndpointSlices → frontends', () => {
     const s = svc();
     s.metadata!.annotations = { [LB_IGNORE_ANNOTATION]: 'true' };
     expect(serviceFrontends(s, slices()).skipped).toBe('ignored-by-annotation');
+  });
+
+  test.each([
+    [undefined, 'ready'],
+    [{}, 'ready'],
+    [{ ready: true }, 'ready'],
+    [{ ready: null }, 'ready'],
+    [{ ready: false }, 'none'],
+    [{ ready: false, serving: false, terminating: true }, 'none'],
+    [{ ready: false, serving: true, terminating: true }, 'terminating'],
+    [{ ready: false, serving: true }, 'none'], // serving but not terminating: not ready for another reason
+    [{ ready: false, terminating: true }, 'none'], // serving unset defers to ready
+  ] as const)('endpoint conditions %j are used as %s', (c, use) => {
+    expect(endpointUse(c as never)).toBe(use);
+  });
+
+  test('with no ready endpoint, terminating but serving ones take the traffic; one ready endpoint takes it back', () => {
+    const ep = (ip: string, conditions: object) => ({ addresses: [ip], conditions });
+    const slice = (endpoints: object[]) =>
+      slimEndpointSlice({ metadata: { name: 'web-x', namespace: 'apps' }, addressType: 'IPv4', endpoints, ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] });
+    const draining = ep('10.244.1.12', { ready: false, serving: true, terminating: true });
+    const gone = ep('10.244.1.13', { ready: false, serving: false, terminating: true });
+    const starting = ep('10.244.2.9', { ready: false, serving: false, terminating: false });
+    const http = (eps: object[]) => serviceFrontends(svc(), [slice(eps)]).frontends.find((f) => frontendKey(f.frontend) === '10.96.0.10:80/TCP')!;
+
+    const during = http([draining, gone, starting]);
+    expect(during.backends).toEqual([{ ip: '10.244.1.12', port: 8080 }]);
+    expect(during.terminating).toBe(true);
+
+    const after = http([draining, gone, ep('10.244.2.9', { ready: true, serving: true, terminating: false })]);
+    expect(after.backends).toEqual([{ ip: '10.244.2.9', port: 8080 }]);
+    expect(after.terminating).toBeUndefined();
+
+    const none = http([gone, starting]);
+    expect(none.backends).toEqual([]); // nothing serving: connects are refused
   });
 
   test('slimming keeps only what the translation reads', () => {

@@ -4,7 +4,10 @@
  * One frontend per ClusterIP × port × protocol; its backends are the ready
  * endpoints of that family whose slice port has the Service port's name and
  * protocol, so a named targetPort that differs per pod resolves per pod, as
- * with kube-proxy.
+ * with kube-proxy. When no endpoint is ready, endpoints that are terminating
+ * but still serving take the traffic (kube-proxy's ProxyTerminatingEndpoints,
+ * GA in 1.28): a rollout of a one-replica Deployment, or a pod draining while
+ * its replacement starts, does not refuse connections in between.
  */
 import { isIP } from 'net';
 import { LbBackend, LbFrontend, LbProtocol } from '../dataplane/abi';
@@ -26,10 +29,16 @@ export interface ServiceObject {
   };
 }
 
+export interface EndpointConditions {
+  ready?: boolean | null;
+  serving?: boolean | null;
+  terminating?: boolean | null;
+}
+
 export interface EndpointSliceObject {
   metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
   addressType?: string;
-  endpoints?: { addresses?: string[]; conditions?: { ready?: boolean | null } }[] | null;
+  endpoints?: { addresses?: string[]; conditions?: EndpointConditions }[] | null;
   ports?: { name?: string | null; port?: number | null; protocol?: string | null }[] | null;
 }
 
@@ -38,6 +47,8 @@ export interface FrontendSpec {
   id: string;
   frontend: LbFrontend;
   backends: LbBackend[];
+  /** No endpoint was ready: these backends are terminating but still serving. */
+  terminating?: true;
   affinityTimeoutSeconds: number;
 }
 
@@ -60,7 +71,10 @@ export function slimEndpointSlice(raw: any): EndpointSliceObject {
   return {
     metadata: { name: m.name, namespace: m.namespace, labels: m.labels, resourceVersion: m.resourceVersion },
     addressType: raw?.addressType,
-    endpoints: (raw?.endpoints ?? []).map((e: any) => ({ addresses: e?.addresses, conditions: { ready: e?.conditions?.ready } })),
+    endpoints: (raw?.endpoints ?? []).map((e: any) => ({
+      addresses: e?.addresses,
+      conditions: { ready: e?.conditions?.ready, serving: e?.conditions?.serving, terminating: e?.conditions?.terminating },
+    })),
     ports: raw?.ports,
   };
 }
@@ -83,26 +97,39 @@ export function serviceFrontends(svc: ServiceObject, slices: EndpointSliceObject
       if (protocol !== 'TCP' && protocol !== 'UDP') continue; // SCTP: not at the socket layer
       const portName = p.name ?? '';
       const seen = new Set<string>();
-      const backends: LbBackend[] = [];
+      const ready: LbBackend[] = [];
+      const terminating: LbBackend[] = [];
       for (const slice of slices) {
         if (slice.addressType !== family) continue;
         const sp = (slice.ports ?? []).find((x) => (x.name ?? '') === portName && (x.protocol ?? 'TCP') === protocol);
         if (!sp?.port) continue;
         for (const e of slice.endpoints ?? []) {
-          if (e.conditions?.ready === false) continue; // unset means ready, per the API
+          const into = endpointUse(e.conditions) === 'ready' ? ready : endpointUse(e.conditions) === 'terminating' ? terminating : undefined;
+          if (!into) continue;
           for (const a of e.addresses ?? []) {
             const k = `${a}|${sp.port}`;
             if (isIP(a) && !seen.has(k)) {
               seen.add(k);
-              backends.push({ ip: a, port: sp.port });
+              into.push({ ip: a, port: sp.port });
             }
           }
         }
       }
-      backends.sort((x, y) => (x.ip === y.ip ? x.port - y.port : x.ip < y.ip ? -1 : 1));
+      const useTerminating = ready.length === 0 && terminating.length > 0;
+      const backends = (useTerminating ? terminating : ready).sort((x, y) => (x.ip === y.ip ? x.port - y.port : x.ip < y.ip ? -1 : 1));
       const frontend: LbFrontend = { ip, port: p.port, protocol: protocol as LbProtocol };
-      out.push({ id: `${name}:${portName || p.port}/${protocol}@${ip}`, frontend, backends, affinityTimeoutSeconds: affinity });
+      out.push({ id: `${name}:${portName || p.port}/${protocol}@${ip}`, frontend, backends, ...(useTerminating ? { terminating: true as const } : {}), affinityTimeoutSeconds: affinity });
     }
   }
   return { frontends: out };
+}
+
+/**
+ * What an endpoint is good for, per the EndpointSlice API: unset ready means
+ * ready; unset serving defers to ready; unset terminating means not.
+ */
+export function endpointUse(c?: EndpointConditions): 'ready' | 'terminating' | 'none' {
+  if (c?.ready !== false) return 'ready';
+  if (c.terminating === true && (c.serving ?? c.ready) === true) return 'terminating';
+  return 'none';
 }
