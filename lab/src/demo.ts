@@ -130,6 +130,7 @@ async function main(): Promise<void> {
   say('   BPF counters (same-node inbound is rewritten at app-a\'s connect, so app-b counts no tc inbound):');
   say(indent(`$ switchyard status\n${await sw(['status', '--socket', lab.agentSocket])}`, 5));
   say(indent(`$ switchyard status services\n${await sw(['status', 'services', '--socket', lab.agentSocket])}`, 5));
+  say('     (kubernetes and switchyard-webhook have no backends here: the apiserver and the webhook listen on the host\'s loopback, which pods cannot reach)');
 
   say();
   say('7. Summary');
