@@ -363,7 +363,7 @@ export class LabNode {
       if (sb.stopping) return;
       if (c.sidecar) {
         this.startContainer(sb, c);
-        await c.postStarted;
+        await Promise.race([c.postStarted, this.sleepUnlessStopping(sb, HOOK_TIMEOUT_MS)]);
         await this.waitStarted(sb, c);
       } else {
         // A regular init container runs to completion; failures restart it (restartPolicy Never fails the pod).
@@ -387,8 +387,9 @@ export class LabNode {
     for (const c of sb.containers.filter((x) => !x.init)) {
       if (sb.stopping) return;
       this.startContainer(sb, c);
-      // As the kubelet: the next container starts once this one's postStart hook has returned.
-      await c.postStarted;
+      // As the kubelet: the next container starts once this one's postStart hook has returned
+      // (or the pod is being deleted: teardown waits for this loop).
+      await Promise.race([c.postStarted, this.sleepUnlessStopping(sb, HOOK_TIMEOUT_MS)]);
     }
     await this.writeStatus(sb);
   }

@@ -321,6 +321,27 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     c.kubectl(['delete', 'pod', 'bad-hook', '-n', 'default', '--wait=false']);
   });
 
+  test('a pod deleted while a postStart hook hangs is torn down at once, hook included; the next container never starts', async () => {
+    apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'hung-hook', namespace: 'default' },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          { name: 'first', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sleep', '600'] } } } },
+          { name: 'second', image: 'switchyard-lab/pause' },
+        ],
+      },
+    });
+    await eventually('first running', () => kjson(['get', 'pod', 'hung-hook', '-n', 'default']).status?.containerStatuses?.find((x: any) => x.name === 'first')?.state?.running);
+    c.kubectl(['delete', 'pod', 'hung-hook', '-n', 'default', '--wait=false']);
+    // Far less than the hook's 600 s, or the lab's 120 s bound on hooks: teardown does not wait for it.
+    await eventually('hung-hook gone', () => (c.kubectl(['get', 'pod', 'hung-hook', '-n', 'default', '--ignore-not-found', '-o', 'name']).trim() === '' ? true : undefined), 20_000);
+    expect(nodeLine('default/hung-hook', 'container started', 'second')).toBe(-1);
+    expect(nodeLine('default/hung-hook', 'postStart hook done', 'first')).toBe(-1);
+  });
+
   test('switchyard logs picks the app container by default, as kubectl does, and names the choices on bad input', async () => {
     const dir = path.dirname(c.dir);
     const dflt = await sw(['logs', a.metadata.name, '-n', 'demo', '--log-dir', dir]);
