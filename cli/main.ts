@@ -110,7 +110,7 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
     }
     const rows = [['SERVICE', 'FRONTEND', 'BACKENDS', 'AFFINITY', 'TRANSLATED', 'NO-BACKEND']];
     for (const s of r.body.services as ServiceStatus[]) {
-      rows.push([s.service, s.frontend, s.backends.join(',') || '(none: connects refused)', s.affinityTimeoutSeconds ? `ClientIP ${s.affinityTimeoutSeconds}s` : '-', s.translations, s.noBackend]);
+      rows.push([s.service, s.frontend, s.backends.length ? `${s.backends.join(',')}${s.terminating ? ' (terminating)' : ''}` : '(none: connects refused)', s.affinityTimeoutSeconds ? `ClientIP ${s.affinityTimeoutSeconds}s` : '-', s.translations, s.noBackend]);
     }
     out(table(rows));
     out(`${r.body.services.length} Service frontends on this node\n`);

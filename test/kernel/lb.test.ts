@@ -215,8 +215,11 @@ describeKernel('Service load balancing at the socket layer', () => {
     const during = await run(clientPod, ['--host', CLUSTER_IP, '--port', '80', '--count', '20']);
     expect(during.errors).toEqual({});
     expect(during.names).toEqual({ be1: 20 });
+    const web = () => lb.status().find((x) => x.frontend === '10.96.0.10:80/TCP')!;
+    expect(web()).toMatchObject({ backends: [`${backends.be1.ip}:8080`], terminating: true });
     slices.upsert(slice(['be1', 'be3']));
     await acknowledged(['be1', 'be3']);
+    expect(web().terminating).toBeUndefined();
   });
 
   test('a mesh app: its sidecar sees the ClusterIP as the original destination, and the upstream is balanced', async () => {

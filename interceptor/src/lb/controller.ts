@@ -24,6 +24,8 @@ export interface ServiceStatus {
   serviceId: number;
   affinityTimeoutSeconds: number;
   backends: string[];
+  /** No endpoint is ready: the backends are terminating but still serving. */
+  terminating?: true;
   translations: string;
   noBackend: string;
 }
@@ -37,6 +39,7 @@ export class ServiceLoadBalancer {
   private readonly ids = new Map<string, number>(); // frontend key -> service id
   private readonly owned = new Map<string, Map<string, LbFrontend>>(); // Service -> its frontends
   private nextId = 1;
+  private readonly onTerminating = new Set<string>(); // frontend keys whose backends are terminating endpoints
   private readonly dirty = new Set<string>();
   private scheduled = false;
   syncs = 0;
@@ -138,11 +141,14 @@ export class ServiceLoadBalancer {
     for (const f of frontends) {
       this.dp.setService(this.idFor(f.frontend), f.frontend, f.backends, f.affinityTimeoutSeconds);
       after.set(frontendKey(f.frontend), f.frontend);
+      if (f.terminating) this.onTerminating.add(frontendKey(f.frontend));
+      else this.onTerminating.delete(frontendKey(f.frontend));
     }
     for (const [k, f] of before) {
       if (after.has(k)) continue;
       this.dp.deleteService(this.ids.get(k)!, f);
       this.ids.delete(k);
+      this.onTerminating.delete(k);
     }
     if (after.size) this.owned.set(svc, after);
     else this.owned.delete(svc);
@@ -169,6 +175,7 @@ export class ServiceLoadBalancer {
       serviceId: s.serviceId,
       affinityTimeoutSeconds: s.affinityTimeoutSeconds,
       backends: s.backends.map((b) => `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`),
+      ...(this.onTerminating.has(frontendKey(s.frontend)) ? { terminating: true as const } : {}),
       translations: String(s.translations),
       noBackend: String(s.noBackend),
     }));
