@@ -225,18 +225,14 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     expect(current.out).not.toBe(previous.out);
   });
 
-  const apply = (obj: unknown) => c.kubectl(['apply', '-f', '-'], JSON.stringify(obj));
+  const applyPod = (namespace: string, name: string, spec: object, annotations?: Record<string, string>) =>
+    c.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, ...(annotations ? { annotations } : {}) }, spec }));
   const events = (ns: string, name: string) => kjson(['get', 'events', '-n', ns, '--field-selector', `involvedObject.name=${name}`]).items as { reason: string; type: string; message: string }[];
   const nodeLine = (pod: string, msg: string, container: string) =>
     nodeLog.findIndex((l) => l.includes(`msg="${msg}"`) && l.includes(`pod=${pod} `) && new RegExp(`(^| )container=${container}( |$)`).test(l));
 
   test("classic sidecar mode: the app starts only once the sidecar's postStart hook (wait-ready) has returned, and its first request goes through the sidecar", async () => {
-    apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'classic', namespace: 'demo', annotations: { 'switchyard.dev/sidecar-mode': 'classic' } },
-      spec: { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: 'switchyard-lab/http-get', args: [`http://${clusterIP}/`] }] },
-    });
+    applyPod('demo', 'classic', { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: 'switchyard-lab/http-get', args: [`http://${clusterIP}/`] }] }, { 'switchyard.dev/sidecar-mode': 'classic' });
     const p = await eventually('the classic pod\'s app finished', () => {
       const x = kjson(['get', 'pod', 'classic', '-n', 'demo']);
       return x.status?.containerStatuses?.find((s: any) => s.name === 'app')?.state?.terminated ? x : undefined;
@@ -256,19 +252,14 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   test('liveness: after failureThreshold failures the container is stopped (preStop first) and restarted, and the events say why', async () => {
     const marker = path.join(c.dir, 'unlive-prestop');
-    apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'unlive', namespace: 'default' },
-      spec: {
-        terminationGracePeriodSeconds: 2,
-        containers: [{
-          name: 'app',
-          image: 'switchyard-lab/pause',
-          livenessProbe: { exec: { command: ['test', '-e', path.join(c.dir, 'no-such-file')] }, periodSeconds: 1, failureThreshold: 2 },
-          lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" >> ${marker}`] } } },
-        }],
-      },
+    applyPod('default', 'unlive', {
+      terminationGracePeriodSeconds: 2,
+      containers: [{
+        name: 'app',
+        image: 'switchyard-lab/pause',
+        livenessProbe: { exec: { command: ['test', '-e', path.join(c.dir, 'no-such-file')] }, periodSeconds: 1, failureThreshold: 2 },
+        lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" >> ${marker}`] } } },
+      }],
     });
     const p = await eventually('unlive restarted', () => {
       const x = kjson(['get', 'pod', 'unlive', '-n', 'default']);
@@ -288,12 +279,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
 
   test('deletion runs the preStop hook before SIGTERM; a failing postStart hook kills the container and says so', async () => {
     const marker = path.join(c.dir, 'graceful-prestop');
-    apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'graceful', namespace: 'default' },
-      spec: { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" > ${marker}`] } } } }] },
-    });
+    applyPod('default', 'graceful', { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { preStop: { exec: { command: ['sh', '-c', `echo "preStop $HOSTNAME" > ${marker}`] } } } }] });
     await eventually('graceful running', () => kjson(['get', 'pod', 'graceful', '-n', 'default']).status?.containerStatuses?.[0]?.state?.running);
     c.kubectl(['delete', 'pod', 'graceful', '-n', 'default', '--wait=false']);
     await eventually('graceful gone', () => (c.kubectl(['get', 'pod', 'graceful', '-n', 'default', '--ignore-not-found', '-o', 'name']).trim() === '' ? true : undefined));
@@ -302,12 +288,7 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
     expect(hookDone).toBeGreaterThanOrEqual(0);
     expect(exited).toBeGreaterThan(hookDone);
 
-    apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'bad-hook', namespace: 'default' },
-      spec: { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sh', '-c', 'echo not ready >&2; exit 4'] } } } }] },
-    });
+    applyPod('default', 'bad-hook', { containers: [{ name: 'app', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sh', '-c', 'echo not ready >&2; exit 4'] } } } }] });
     const e = await eventually('FailedPostStartHook', () => {
       const x = events('default', 'bad-hook').filter((y) => y.reason === 'FailedPostStartHook');
       return x.length ? x : undefined;
@@ -322,17 +303,12 @@ lab.describe('the lab cluster: pods, CNI, sidecars and traffic on a real control
   });
 
   test('a pod deleted while a postStart hook hangs is torn down at once, hook included; the next container never starts', async () => {
-    apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'hung-hook', namespace: 'default' },
-      spec: {
-        terminationGracePeriodSeconds: 1,
-        containers: [
-          { name: 'first', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sleep', '600'] } } } },
-          { name: 'second', image: 'switchyard-lab/pause' },
-        ],
-      },
+    applyPod('default', 'hung-hook', {
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        { name: 'first', image: 'switchyard-lab/pause', lifecycle: { postStart: { exec: { command: ['sleep', '600'] } } } },
+        { name: 'second', image: 'switchyard-lab/pause' },
+      ],
     });
     await eventually('first running', () => kjson(['get', 'pod', 'hung-hook', '-n', 'default']).status?.containerStatuses?.find((x: any) => x.name === 'first')?.state?.running);
     c.kubectl(['delete', 'pod', 'hung-hook', '-n', 'default', '--wait=false']);
