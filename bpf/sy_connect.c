@@ -6,8 +6,9 @@
  *   sidecar connect(local pod)  -> <pod ip>:<that pod's inbound port>
  *   sidecar connect(elsewhere)  -> untouched, so the proxy never loops
  *
- * The original destination is stashed under the socket cookie; sy_sockops
- * moves it to the connection's tuple once the connection is established.
+ * The original destination is handed to sock_ops in task-local storage;
+ * sy_sockops moves it to the connection's tuple at TCP_CONNECT_CB, still
+ * inside this connect() call, before the SYN is sent.
  *
  * Service load balancing comes first (lb.h): a connect to a ClusterIP is
  * given a backend here, except a mesh app's, which goes to its sidecar with
@@ -32,18 +33,21 @@ struct sy_connect_target {
 	__u16 rewrite_to_loopback; /* outbound: address changes too */
 };
 
+/* Hands the original destination to sock_ops (maps.h, sy_origdst_pending). */
 static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
 					    __u16 port, __u8 origin, __u64 pod_netns)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct sy_origdst od = {
-		.addr = *dst,
-		.port = port,
-		.origin = origin,
-		.pod_netns_cookie = pod_netns,
-	};
+	struct sy_origdst_pending *p =
+		bpf_task_storage_get(&sy_origdst_pending, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 
-	return bpf_map_update_elem(&sy_origdst_by_cookie, &cookie, &od, BPF_ANY);
+	if (!p)
+		return -1;
+	p->socket_cookie = bpf_get_socket_cookie(ctx);
+	p->od.addr = *dst;
+	p->od.port = port;
+	p->od.origin = origin;
+	p->od.pod_netns_cookie = pod_netns;
+	return 0;
 }
 
 /* Whether this TCP connect is a mesh app's that its sidecar will take: the redirect wins over LB. */

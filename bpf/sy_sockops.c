@@ -2,16 +2,21 @@
 /*
  * sock_ops: bookkeeping at the moments a connection changes state.
  *
- *   active established  : origdst moves from the socket cookie to the tuple,
- *                         where the sidecar's getsockopt and tc can find it
+ *   TCP connect         : (still inside connect(), in the connecting task) the
+ *                         origdst connect4/6 left in task-local storage moves
+ *                         to the tuple, where the sidecar's getsockopt and tc
+ *                         find it; a state callback is asked for in case the
+ *                         connection never establishes
+ *   SYN_SENT -> CLOSE   : refused, reset or timed out: delete that entry
+ *   active established  : the callback is no longer needed
  *   passive established : if the accepted socket carries an origdst, ask for
  *                         a state callback so the entry dies with the socket
  *   -> TCP_CLOSE        : delete that entry
  *   either, intra-pod   : add the socket to sy_sock_hash for sk_msg splicing
  *
- * Cleanup is tied to the accepting (sidecar) side on purpose: an app may
- * close before the sidecar has called getsockopt, and the entry must survive
- * that.
+ * Once established, cleanup is tied to the accepting (sidecar) side on
+ * purpose: an app may close before the sidecar has called getsockopt, and the
+ * entry must survive that.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -70,28 +75,39 @@ static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, __u64 net
 		sy_count(SY_C_SOCKMAP_INSERTED);
 }
 
-static __always_inline void sy_on_active(struct bpf_sock_ops *skops)
+static __always_inline void sy_on_connect(struct bpf_sock_ops *skops)
 {
+	struct sy_origdst_pending *p = bpf_task_storage_get(&sy_origdst_pending, bpf_get_current_task_btf(), 0, 0);
+
+	if (!p || !p->socket_cookie || p->socket_cookie != bpf_get_socket_cookie(skops))
+		return;
+	p->socket_cookie = 0;
+
 	struct sy_endpoints e;
-	__u64 netns = bpf_get_netns_cookie(skops);
+	struct sy_tuple t;
 
 	if (sy_skops_endpoints(skops, &e))
 		return;
-
-	__u64 cookie = bpf_get_socket_cookie(skops);
-	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst_by_cookie, &cookie);
-
-	if (od) {
-		struct sy_tuple t;
-
-		sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
-		if (bpf_map_update_elem(&sy_origdst, &t, od, BPF_ANY))
-			sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL); /* sidecar will get no origdst and close */
-		else
-			sy_count(SY_C_SOCKOPS_ORIGDST_MOVED);
-		bpf_map_delete_elem(&sy_origdst_by_cookie, &cookie);
+	sy_tuple_fill(&t, bpf_get_netns_cookie(skops), &e.local, e.local_port, &e.remote, e.remote_port);
+	if (bpf_map_update_elem(&sy_origdst, &t, &p->od, BPF_ANY)) {
+		sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL); /* sidecar will get no origdst and close */
+		return;
 	}
-	sy_sockmap_add(skops, netns, &e);
+	sy_count(SY_C_SOCKOPS_ORIGDST_MOVED);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+static __always_inline void sy_on_active(struct bpf_sock_ops *skops)
+{
+	struct sy_endpoints e;
+	__u32 flags = skops->bpf_sock_ops_cb_flags;
+
+	/* Established: from here the accepting side owns the entry (see the top). */
+	if (flags & BPF_SOCK_OPS_STATE_CB_FLAG)
+		bpf_sock_ops_cb_flags_set(skops, flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (sy_skops_endpoints(skops, &e))
+		return;
+	sy_sockmap_add(skops, bpf_get_netns_cookie(skops), &e);
 }
 
 static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
@@ -108,14 +124,19 @@ static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
 	sy_sockmap_add(skops, netns, &e);
 }
 
-static __always_inline void sy_on_close(struct bpf_sock_ops *skops)
+/* An accepted socket closes (client -> this end), or a connect never got past SYN_SENT (this end -> server). */
+static __always_inline void sy_on_close(struct bpf_sock_ops *skops, int never_established)
 {
 	struct sy_endpoints e;
 	struct sy_tuple t;
+	__u64 netns = bpf_get_netns_cookie(skops);
 
 	if (sy_skops_endpoints(skops, &e))
 		return;
-	sy_tuple_fill(&t, bpf_get_netns_cookie(skops), &e.remote, e.remote_port, &e.local, e.local_port);
+	if (never_established)
+		sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
+	else
+		sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
 	if (bpf_map_delete_elem(&sy_origdst, &t) == 0)
 		sy_count(SY_C_SOCKOPS_ORIGDST_CLEANED);
 }
@@ -124,6 +145,9 @@ SEC("sockops")
 int sy_sockops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		sy_on_connect(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		sy_on_active(skops);
 		break;
@@ -132,7 +156,7 @@ int sy_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
-			sy_on_close(skops);
+			sy_on_close(skops, skops->args[0] == BPF_TCP_SYN_SENT);
 		break;
 	}
 	return 1;

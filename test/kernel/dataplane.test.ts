@@ -245,6 +245,19 @@ describeKernel('dataplane on the real kernel', () => {
     expect(d2('SY_C_TC_INBOUND_NEW')).toBe(1n);
   });
 
+  test('a connect that never establishes (its sidecar is not listening) leaves no connection entry behind', async () => {
+    const lonely = lab.addPod(node1, 'lonely');
+    const cookie = register(lonely).netnsCookie;
+    const [r, delta] = await counting(() => run(lonely, ['--host', plain.ip, '--port', '8080', '--timeout-ms', '5000']));
+    expect(String(r.error)).toMatch(/ECONNREFUSED/);
+    expect(delta('SY_C_CONNECT_REDIRECTED_OUTBOUND')).toBe(1n);
+    // Moved to the tuple at TCP_CONNECT_CB, and removed again when the RST closed the socket in SYN_SENT.
+    expect(delta('SY_C_SOCKOPS_ORIGDST_MOVED')).toBe(1n);
+    expect(delta('SY_C_SOCKOPS_ORIGDST_CLEANED')).toBe(1n);
+    expect(dp.connections().filter((c) => c.netnsCookie === cookie)).toEqual([]);
+    dp.unregisterPod(cookie);
+  });
+
   test('9. unload leaves no pins, cgroup attachments or qdiscs, and traffic flows directly again', async () => {
     dp.unload();
     expect(fs.existsSync(lab.pinRoot)).toBe(false);

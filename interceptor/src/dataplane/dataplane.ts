@@ -80,7 +80,7 @@ export const PROGRAMS: ProgramSpec[] = [
 export const MAPS = [
   'sy_pods',
   'sy_pod_by_ip',
-  'sy_origdst_by_cookie',
+  'sy_origdst_pending',
   'sy_origdst',
   'sy_sock_hash',
   'sy_counters',
@@ -534,7 +534,7 @@ export class Dataplane {
   /** Current entries and capacity of every sized map, for fill metrics. */
   mapFill(): Record<string, { entries: number; max: number }> {
     const out: Record<string, { entries: number; max: number }> = {};
-    for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst_by_cookie', 'sy_origdst', 'sy_pod_counters'] as const) {
+    for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst', 'sy_pod_counters'] as const) {
       out[m] = { entries: native().mapKeys(this.fd(m)).length, max: native().mapInfo(this.fd(m)).maxEntries };
     }
     return out;
