@@ -10,6 +10,8 @@ GO         ?= $(shell bash scripts/ensure-go.sh)
 
 BPF_SRC    := $(wildcard bpf/sy_*.c)
 BPF_OBJ    := $(patsubst bpf/%.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRC))
+# The socket-cookie hand-off for kernels without task storage in these hooks (bpf/headers/handoff.h).
+BPF_OBJ    += $(BUILD)/bpf/sy_connect.cookie.bpf.o $(BUILD)/bpf/sy_sockops.cookie.bpf.o
 BPF_HDR    := $(wildcard bpf/headers/*.h)
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
               -I bpf/headers -I /usr/include/$(MULTIARCH)
@@ -32,6 +34,9 @@ bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/bpf/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DSY_HANDOFF_COOKIE -c $< -o $@
 
 native: $(ADDON)
 # Node-API symbols resolve against the running node binary at dlopen time.

@@ -6,9 +6,9 @@
  *   sidecar connect(local pod)  -> <pod ip>:<that pod's inbound port>
  *   sidecar connect(elsewhere)  -> untouched, so the proxy never loops
  *
- * The original destination is handed to sock_ops in task-local storage;
- * sy_sockops moves it to the connection's tuple at TCP_CONNECT_CB, still
- * inside this connect() call, before the SYN is sent.
+ * The original destination is handed to sock_ops (handoff.h), which moves
+ * it to the connection's tuple at TCP_CONNECT_CB, still inside this
+ * connect() call, before the SYN is sent.
  *
  * Service load balancing comes first (lb.h): a connect to a ClusterIP is
  * given a backend here, except a mesh app's, which goes to its sidecar with
@@ -23,6 +23,7 @@
 #include "maps.h"
 #include "helpers.h"
 #include "lb.h"
+#include "handoff.h"
 
 #define SY_ALLOW 1
 #define SY_REFUSE 0 /* connect() fails with EPERM */
@@ -33,21 +34,18 @@ struct sy_connect_target {
 	__u16 rewrite_to_loopback; /* outbound: address changes too */
 };
 
-/* Hands the original destination to sock_ops (maps.h, sy_origdst_pending). */
+/* Hands the original destination to sock_ops (handoff.h). */
 static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
 					    __u16 port, __u8 origin, __u64 pod_netns)
 {
-	struct sy_origdst_pending *p =
-		bpf_task_storage_get(&sy_origdst_pending, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct sy_origdst od = {
+		.addr = *dst,
+		.port = port,
+		.origin = origin,
+		.pod_netns_cookie = pod_netns,
+	};
 
-	if (!p)
-		return -1;
-	p->socket_cookie = bpf_get_socket_cookie(ctx);
-	p->od.addr = *dst;
-	p->od.port = port;
-	p->od.origin = origin;
-	p->od.pod_netns_cookie = pod_netns;
-	return 0;
+	return sy_handoff_put(ctx, &od);
 }
 
 /* Whether this TCP connect is a mesh app's that its sidecar will take: the redirect wins over LB. */

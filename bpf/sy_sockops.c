@@ -3,8 +3,8 @@
  * sock_ops: bookkeeping at the moments a connection changes state.
  *
  *   TCP connect         : (still inside connect(), in the connecting task) the
- *                         origdst connect4/6 left in task-local storage moves
- *                         to the tuple, where the sidecar's getsockopt and tc
+ *                         origdst connect4/6 handed over (handoff.h) moves to
+ *                         the tuple, where the sidecar's getsockopt and tc
  *                         find it; a state callback is asked for in case the
  *                         connection never establishes
  *   SYN_SENT -> CLOSE   : refused, reset or timed out: delete that entry
@@ -23,6 +23,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "helpers.h"
+#include "handoff.h"
 
 struct sy_endpoints {
 	struct sy_addr local;
@@ -77,19 +78,16 @@ static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, __u64 net
 
 static __always_inline void sy_on_connect(struct bpf_sock_ops *skops)
 {
-	struct sy_origdst_pending *p = bpf_task_storage_get(&sy_origdst_pending, bpf_get_current_task_btf(), 0, 0);
-
-	if (!p || !p->socket_cookie || p->socket_cookie != bpf_get_socket_cookie(skops))
-		return;
-	p->socket_cookie = 0;
-
+	struct sy_origdst od;
 	struct sy_endpoints e;
 	struct sy_tuple t;
 
+	if (sy_handoff_take(skops, &od))
+		return;
 	if (sy_skops_endpoints(skops, &e))
 		return;
 	sy_tuple_fill(&t, bpf_get_netns_cookie(skops), &e.local, e.local_port, &e.remote, e.remote_port);
-	if (bpf_map_update_elem(&sy_origdst, &t, &p->od, BPF_ANY)) {
+	if (bpf_map_update_elem(&sy_origdst, &t, &od, BPF_ANY)) {
 		sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL); /* sidecar will get no origdst and close */
 		return;
 	}

@@ -13,7 +13,9 @@ export type Helper =
   | 'get_socket_cookie'
   | 'get_current_ancestor_cgroup_id'
   | 'msg_redirect_hash'
-  | 'sock_hash_update';
+  | 'sock_hash_update'
+  | 'task_storage_get'
+  | 'get_current_task_btf';
 
 /** Errors thrown by the addon carry errno and its symbolic code. */
 export interface NativeError extends Error {

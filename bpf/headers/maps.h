@@ -33,29 +33,6 @@ struct {
 } sy_pod_by_ip SEC(".maps");
 
 /*
- * The original destination between connect() and the moment the socket has
- * its tuple, handed over in task-local storage: connect4/6 writes it, and
- * sock_ops TCP_CONNECT_CB, which runs inside the same connect() call and task,
- * moves it to sy_origdst. The socket cookie guards the hand-over (a connect
- * that fails before TCP_CONNECT_CB leaves a stale entry for the next connect
- * to overwrite). A write here is a store into memory the task already owns:
- * no map update per connect, and nothing to evict or leak; the entry goes
- * with the task.
- */
-struct sy_origdst_pending {
-	__u64 socket_cookie;
-	struct sy_origdst od;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct sy_origdst_pending);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_origdst_pending SEC(".maps");
-
-/*
  * Original destinations of live connections, keyed by their tuple; this is
  * what getsockopt(SO_ORIGINAL_DST) and tc reply translation read. A plain
  * hash, not LRU: evicting a live entry would silently break a connection,

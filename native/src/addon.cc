@@ -605,6 +605,8 @@ Napi::Value ProbeHelper(const Napi::CallbackInfo& info) {
       {"get_current_ancestor_cgroup_id", BPF_FUNC_get_current_ancestor_cgroup_id},
       {"msg_redirect_hash", BPF_FUNC_msg_redirect_hash},
       {"sock_hash_update", BPF_FUNC_sock_hash_update},
+      {"task_storage_get", BPF_FUNC_task_storage_get},
+      {"get_current_task_btf", BPF_FUNC_get_current_task_btf},
   };
   auto it = helpers.find(Str(info[1], "helper"));
   if (it == helpers.end()) throw Napi::TypeError::New(env, "unknown helper");

@@ -38,10 +38,10 @@ async function run(cfg: AgentConfig): Promise<void> {
   let dp: Dataplane;
   if (Dataplane.isLoaded(cfg.pinRoot)) {
     dp = Dataplane.adopt({ pinRoot: cfg.pinRoot, cgroupPath: cfg.cgroupPath });
-    log('info', 'adopted the pinned dataplane; traffic was never interrupted', { pin_root: cfg.pinRoot });
+    log('info', 'adopted the pinned dataplane; traffic was never interrupted', { pin_root: cfg.pinRoot, origdst_handoff: dp.handoff });
   } else {
     dp = Dataplane.load({ cgroupPath: cfg.cgroupPath, pinRoot: cfg.pinRoot, mapSizes: cfg.mapSizes, allowRootCgroup: cfg.allowRootCgroup, sockmapAcceleration: cfg.sockmapAcceleration });
-    log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath, sockmap_acceleration: cfg.sockmapAcceleration });
+    log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath, sockmap_acceleration: cfg.sockmapAcceleration, origdst_handoff: dp.handoff });
   }
   const store = new RecordStore(cfg.stateDir);
   const metrics = new AgentMetrics(() => dp, store);

@@ -105,6 +105,8 @@ export interface MapSizes {
   sy_pods: number;
   sy_pod_counters: number;
   sy_pod_by_ip: number;
+  /** Only with the socket-cookie hand-off (older kernels; bpf/headers/handoff.h). */
+  sy_origdst_by_cookie: number;
   sy_origdst: number;
   sy_sock_hash: number;
   sy_lb_frontends: number;
@@ -118,6 +120,7 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_pods: 4096,
   sy_pod_counters: 4096,
   sy_pod_by_ip: 8192,
+  sy_origdst_by_cookie: 65536,
   sy_origdst: 65536,
   sy_sock_hash: 65536,
   sy_lb_frontends: 16384,

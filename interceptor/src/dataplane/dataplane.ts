@@ -48,7 +48,7 @@ import {
 } from './abi';
 import { encodeAddr } from './addr';
 import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
-import { FeatureProbe, HostError, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount } from './host';
+import { FeatureProbe, HostError, OrigdstHandoff, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount, origdstHandoff } from './host';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/switchyard';
 
@@ -80,7 +80,6 @@ export const PROGRAMS: ProgramSpec[] = [
 export const MAPS = [
   'sy_pods',
   'sy_pod_by_ip',
-  'sy_origdst_pending',
   'sy_origdst',
   'sy_sock_hash',
   'sy_counters',
@@ -108,6 +107,8 @@ export interface DataplaneOptions {
    * off leaves the TCP loopback path, e.g. to compare or to rule it out.
    */
   sockmapAcceleration?: boolean;
+  /** Force the connect → sock_ops hand-off of the original destination; by default the kernel decides (host.ts). */
+  origdstHandoff?: OrigdstHandoff;
 }
 
 export interface PodSpec {
@@ -145,8 +146,16 @@ const exists = (p: string) => {
   }
 };
 
+/** sy_connect and sy_sockops come in two builds, one per hand-off (bpf/headers/handoff.h). */
+function objectFile(objectDir: string, obj: string, handoff: OrigdstHandoff): string {
+  const variant = handoff === 'socket-cookie' && (obj === 'sy_connect' || obj === 'sy_sockops') ? '.cookie' : '';
+  return path.join(objectDir, `${obj}${variant}.bpf.o`);
+}
+
 export class Dataplane {
   private readonly fds = new Map<MapName, number>();
+  /** How this dataplane's connect programs hand the original destination to sock_ops. */
+  readonly handoff: OrigdstHandoff;
   private readonly tcAttachments = new Map<bigint, { netnsPath: string; ifname: string; createdQdisc: boolean }>();
   private closed = false;
 
@@ -155,6 +164,7 @@ export class Dataplane {
     readonly cgroupPath: string,
   ) {
     for (const m of MAPS) this.fds.set(m, native().mapOpen(path.join(pinRoot, m)));
+    this.handoff = exists(path.join(pinRoot, 'sy_origdst_pending')) ? 'task-storage' : 'socket-cookie';
   }
 
   /**
@@ -166,8 +176,9 @@ export class Dataplane {
     const objectDir = opts.objectDir ?? BPF_OBJECT_DIR;
     const sizes = validateMapSizes(opts.mapSizes ?? {});
     const cgroupPath = Dataplane.checkCgroup(opts);
+    const handoff = opts.origdstHandoff ?? origdstHandoff(opts.probe);
     for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
-      const file = path.join(objectDir, `${obj}.bpf.o`);
+      const file = objectFile(objectDir, obj, handoff);
       if (!exists(file)) throw new DataplaneError(`BPF object ${file} is missing: build it with 'make bpf'`);
     }
     checkKernelFeatures(opts.probe);
@@ -183,7 +194,7 @@ export class Dataplane {
       fs.mkdirSync(path.join(pinRoot, 'links'), { recursive: true });
       const n = native();
       for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
-        n.loadObject(path.join(objectDir, `${obj}.bpf.o`), pinRoot, path.join(pinRoot, 'progs'), { ...sizes });
+        n.loadObject(objectFile(objectDir, obj, handoff), pinRoot, path.join(pinRoot, 'progs'), { ...sizes });
       }
       for (const p of PROGRAMS) {
         const progPin = path.join(pinRoot, 'progs', p.name);

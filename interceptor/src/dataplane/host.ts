@@ -98,6 +98,23 @@ const REQUIRED: { type: ProgType; helper?: Helper; what: string; since: string }
   { type: 'cgroup_sockopt', helper: 'get_netns_cookie', what: 'bpf_get_netns_cookie in getsockopt', since: '5.8' },
 ];
 
+/**
+ * How connect4/6 hand the original destination to sock_ops (bpf/headers/handoff.h):
+ * in the connecting task's local storage where connect and sock_ops programs
+ * may use it, else through an LRU hash keyed by socket cookie.
+ */
+export type OrigdstHandoff = 'task-storage' | 'socket-cookie';
+
+export function origdstHandoff(probe: FeatureProbe = kernelProbe): OrigdstHandoff {
+  const needs: [ProgType, Helper][] = [
+    ['cgroup_sock_addr', 'task_storage_get'],
+    ['cgroup_sock_addr', 'get_current_task_btf'],
+    ['sock_ops', 'task_storage_get'],
+    ['sock_ops', 'get_current_task_btf'],
+  ];
+  return needs.every(([type, helper]) => probe(type, helper)) ? 'task-storage' : 'socket-cookie';
+}
+
 /** Answers whether the kernel has a program type, or a helper within one. */
 export type FeatureProbe = (type: ProgType, helper?: Helper) => boolean;
 
