@@ -133,6 +133,9 @@ interface Sandbox {
   initialized: boolean;
   startTime: string;
   stopping: boolean;
+  /** Resolves when stopping becomes true (stop()). */
+  stopped: Promise<void>;
+  stop: () => void;
   /** Start and teardown of one pod never overlap. */
   queue: Promise<void>;
   statusTimer?: NodeJS.Timeout;
@@ -277,7 +280,7 @@ export class LabNode {
     }
     sb.pod = p;
     if (p.metadata.deletionTimestamp && !sb.stopping) {
-      sb.stopping = true;
+      sb.stop();
       const s = sb;
       const grace = Math.min(Number(p.metadata.deletionGracePeriodSeconds ?? 30), 30);
       s.queue = s.queue.then(() => this.killPod(s, grace, 'deleted')).then(() => this.finalize(p)).catch((e: Error) => this.o.log('error', 'pod teardown failed', { pod: `${s.namespace}/${s.name}`, error: e.message }));
@@ -288,7 +291,7 @@ export class LabNode {
   private onPodGone(p: any): void {
     const sb = this.sandboxes.get(p.metadata.uid);
     if (!sb || sb.stopping) return;
-    sb.stopping = true;
+    sb.stop();
     sb.queue = sb.queue.then(() => this.killPod(sb, 0, 'force-deleted')).catch((e: Error) => this.o.log('error', 'pod teardown failed', { pod: `${sb.namespace}/${sb.name}`, error: e.message }));
   }
 
@@ -321,6 +324,7 @@ export class LabNode {
       initialized: false,
       startTime: now(),
       stopping: false,
+      ...stopSignal(),
       queue: Promise.resolve(),
     };
   }
@@ -363,7 +367,7 @@ export class LabNode {
       if (sb.stopping) return;
       if (c.sidecar) {
         this.startContainer(sb, c);
-        await Promise.race([c.postStarted, this.sleepUnlessStopping(sb, HOOK_TIMEOUT_MS)]);
+        await Promise.race([c.postStarted, sb.stopped]);
         await this.waitStarted(sb, c);
       } else {
         // A regular init container runs to completion; failures restart it (restartPolicy Never fails the pod).
@@ -389,7 +393,7 @@ export class LabNode {
       this.startContainer(sb, c);
       // As the kubelet: the next container starts once this one's postStart hook has returned
       // (or the pod is being deleted: teardown waits for this loop).
-      await Promise.race([c.postStarted, this.sleepUnlessStopping(sb, HOOK_TIMEOUT_MS)]);
+      await Promise.race([c.postStarted, sb.stopped]);
     }
     await this.writeStatus(sb);
   }
@@ -863,12 +867,25 @@ export class LabNode {
     this.pods?.stop();
     this.closing = true;
     const pending = [...this.sandboxes.values()];
-    for (const sb of pending) sb.stopping = true;
+    for (const sb of pending) sb.stop();
     await Promise.all(pending.map((sb) => sb.queue.then(() => (this.sandboxes.has(sb.uid) ? this.killPod(sb, 2, 'lab stopping') : undefined)).catch(() => undefined)));
     this.stopped = true;
     this.prober?.stdin?.end();
     this.prober?.kill('SIGTERM');
   }
+}
+
+/** A sandbox's stopping flag, with a promise that settles when it is raised. */
+function stopSignal(): { stopped: Promise<void>; stop: (this: { stopping: boolean }) => void } {
+  let raise!: () => void;
+  const stopped = new Promise<void>((r) => (raise = r));
+  return {
+    stopped,
+    stop(this: { stopping: boolean }) {
+      this.stopping = true;
+      raise();
+    },
+  };
 }
 
 /** Kubernetes $(VAR) expansion: defined variables are replaced, $$(VAR) escapes, unknown references stay as written. */
