@@ -48,30 +48,36 @@ static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const str
 	return sy_handoff_put(ctx, &od);
 }
 
-/* Whether this TCP connect is a mesh app's that its sidecar will take: the redirect wins over LB. */
-static __always_inline int sy_goes_to_sidecar(struct bpf_sock_addr *ctx, const struct sy_addr *dst, __u16 port)
-{
-	__u64 netns = bpf_get_netns_cookie(ctx);
-	struct sy_pod_config *pod = bpf_map_lookup_elem(&sy_pods, &netns);
+/* Who is making a TCP connect: looked up once, read by load balancing and by the mesh decision. */
+struct sy_caller {
+	__u64 netns;
+	struct sy_pod_config *pod; /* NULL: not a mesh pod's netns */
+	int in_pod;                /* in the pod's cgroup (not a foreign process that entered its netns) */
+	int sidecar;               /* in the pod, as the sidecar's uid */
+};
 
-	if (!pod)
-		return 0;
-	if (pod->cgroup_id && bpf_get_current_ancestor_cgroup_id(pod->cgroup_level) != pod->cgroup_id)
-		return 0;
-	if ((__u32)bpf_get_current_uid_gid() == pod->sidecar_uid)
-		return 0;
-	return !sy_outbound_excluded(pod, dst, port);
+static __always_inline void sy_caller_of(struct bpf_sock_addr *ctx, struct sy_caller *c)
+{
+	c->netns = bpf_get_netns_cookie(ctx);
+	c->pod = bpf_map_lookup_elem(&sy_pods, &c->netns);
+	c->in_pod = 0;
+	c->sidecar = 0;
+	if (!c->pod)
+		return;
+	c->in_pod = !c->pod->cgroup_id || bpf_get_current_ancestor_cgroup_id(c->pod->cgroup_level) == c->pod->cgroup_id;
+	c->sidecar = c->in_pod && (__u32)bpf_get_current_uid_gid() == c->pod->sidecar_uid;
 }
 
-/* Balances a connect to a Service frontend; TCP of a mesh app is left to its sidecar. */
-static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port)
+/* Balances a connect to a Service frontend; a mesh app's TCP goes to its sidecar first (caller is NULL for UDP). */
+static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, const struct sy_caller *c, struct sy_addr *dst,
+					 __u16 *port)
 {
 	__u8 proto = ctx->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP;
 	struct sy_lb_frontend *fe = sy_lb_frontend(dst, *port, proto);
 
 	if (!fe)
 		return SY_LB_NONE;
-	if (proto == IPPROTO_TCP && sy_goes_to_sidecar(ctx, dst, *port)) {
+	if (c && c->pod && c->in_pod && !c->sidecar && !sy_outbound_excluded(c->pod, dst, *port)) {
 		sy_count(SY_C_LB_MESH_DEFERRED);
 		return SY_LB_NONE;
 	}
@@ -82,18 +88,17 @@ static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, struct sy_ad
  * Decide what a connect becomes. Returns SY_ALLOW or SY_REFUSE and fills
  * *target when the destination must change (target->port != 0).
  */
-static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
-				     __u16 port, struct sy_connect_target *target)
+static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_caller *c,
+				     const struct sy_addr *dst, __u16 port, struct sy_connect_target *target)
 {
-	__u64 netns = bpf_get_netns_cookie(ctx);
-	struct sy_pod_config *pod = bpf_map_lookup_elem(&sy_pods, &netns);
+	struct sy_pod_config *pod = c->pod;
+	__u64 netns = c->netns;
 
 	if (!pod) {
 		sy_count(SY_C_CONNECT_NOT_MESH);
 		return SY_ALLOW;
 	}
-	if (pod->cgroup_id &&
-	    bpf_get_current_ancestor_cgroup_id(pod->cgroup_level) != pod->cgroup_id) {
+	if (!c->in_pod) {
 		sy_count(SY_C_CONNECT_FOREIGN_CGROUP);
 		return SY_ALLOW;
 	}
@@ -102,9 +107,7 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 		return SY_ALLOW;
 	}
 
-	__u32 uid = (__u32)bpf_get_current_uid_gid();
-
-	if (uid == pod->sidecar_uid) {
+	if (c->sidecar) {
 		/* Same-node inbound: the sidecar dials a mesh pod on this node. */
 		struct sy_pod_ref *peer_ref = bpf_map_lookup_elem(&sy_pod_by_ip, dst);
 
@@ -162,12 +165,20 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 static __always_inline int sy_connect_steer(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
 					    struct sy_connect_target *target, int *lb)
 {
-	*lb = sy_connect_lb(ctx, dst, port);
-	if (*lb == SY_LB_NO_BACKEND) {
-		bpf_set_retval(-ECONNREFUSED); /* a Service without endpoints: refuse at once, as kube-proxy's REJECT does */
-		return SY_REFUSE;
+	struct sy_caller c;
+
+	if (ctx->type != SOCK_STREAM) {
+		*lb = sy_connect_lb(ctx, NULL, dst, port);
+		if (*lb != SY_LB_NO_BACKEND)
+			return SY_ALLOW;
+	} else {
+		sy_caller_of(ctx, &c);
+		*lb = sy_connect_lb(ctx, &c, dst, port);
+		if (*lb != SY_LB_NO_BACKEND)
+			return sy_decide(ctx, &c, dst, *port, target);
 	}
-	return ctx->type == SOCK_STREAM ? sy_decide(ctx, dst, *port, target) : SY_ALLOW;
+	bpf_set_retval(-ECONNREFUSED); /* a Service without endpoints: refuse at once, as kube-proxy's REJECT does */
+	return SY_REFUSE;
 }
 
 SEC("cgroup/connect4")
