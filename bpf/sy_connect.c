@@ -88,7 +88,7 @@ static __always_inline int sy_connect_lb(struct bpf_sock_addr *ctx, const struct
  * Decide what a connect becomes. Returns SY_ALLOW or SY_REFUSE and fills
  * *target when the destination must change (target->port != 0).
  */
-static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_caller *c,
+static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_caller *c, int lb,
 				     const struct sy_addr *dst, __u16 port, struct sy_connect_target *target)
 {
 	struct sy_pod_config *pod = c->pod;
@@ -137,7 +137,13 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 		return SY_ALLOW;
 	}
 
-	if (sy_outbound_excluded(pod, dst, port)) {
+	/*
+	 * An app's connect to a Service was balanced here only because the Service
+	 * address it dialled is excluded (sy_connect_lb); the exclusion applies to
+	 * that address, as iptables rules see it before kube-proxy's DNAT, so the
+	 * backend it got does not bring the sidecar back in.
+	 */
+	if (lb == SY_LB_TRANSLATED || sy_outbound_excluded(pod, dst, port)) {
 		sy_count(SY_C_CONNECT_EXCLUDED);
 		sy_pod_count(netns, excluded);
 		return SY_ALLOW;
@@ -175,7 +181,7 @@ static __always_inline int sy_connect_steer(struct bpf_sock_addr *ctx, struct sy
 		sy_caller_of(ctx, &c);
 		*lb = sy_connect_lb(ctx, &c, dst, port);
 		if (*lb != SY_LB_NO_BACKEND)
-			return sy_decide(ctx, &c, dst, *port, target);
+			return sy_decide(ctx, &c, *lb, dst, *port, target);
 	}
 	bpf_set_retval(-ECONNREFUSED); /* a Service without endpoints: refuse at once, as kube-proxy's REJECT does */
 	return SY_REFUSE;

@@ -233,6 +233,19 @@ describeKernel('Service load balancing at the socket layer', () => {
     await waitUntil(() => seen() >= 30, 'sidecar access log lines with the ClusterIP as destination');
   });
 
+  test('a mesh app that excludes the Service port or CIDR reaches a backend directly, without its sidecar', async () => {
+    for (const interception of [{ excludeOutboundPorts: [80] }, { excludeOutboundCidrs: ['10.96.0.0/12'] }]) {
+      dp.registerPod({ netnsPath: mesh.netnsPath, cgroupPath: mesh.cgroup, ips: [mesh.ip], interception: { ...DEFAULT_INTERCEPTION, ...interception }, ifname: 'eth0' });
+      const before = dp.counters();
+      const r = await run(mesh, ['--host', CLUSTER_IP, '--port', '80', '--count', '10']);
+      const after = dp.counters();
+      expect({ interception, errors: r.errors, peers: r.peers }).toEqual({ interception, errors: {}, peers: { [`${CLUSTER_IP}:80`]: 10 } }); // getpeername: the ClusterIP, not 127.0.0.1:15001
+      expect(after.SY_C_CONNECT_EXCLUDED - before.SY_C_CONNECT_EXCLUDED).toBe(10n);
+      expect(after.SY_C_CONNECT_REDIRECTED_OUTBOUND - before.SY_C_CONNECT_REDIRECTED_OUTBOUND).toBe(0n);
+    }
+    dp.registerPod({ netnsPath: mesh.netnsPath, cgroupPath: mesh.cgroup, ips: [mesh.ip], interception: DEFAULT_INTERCEPTION, ifname: 'eth0' });
+  });
+
   test('deleting the Service removes its frontends', async () => {
     services.remove('web');
     await waitUntil(() => dp.services().length === 0, 'frontends removed');
