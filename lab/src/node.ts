@@ -413,12 +413,10 @@ export class LabNode {
     return new CniRuntime(this.nodeNetns, this.o.cniBinDirs, list);
   }
 
+  /** Waits ms, or less if the pod starts stopping (the node's stop() stops every pod). */
   private sleepUnlessStopping(sb: Sandbox, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const end = Date.now() + ms;
-      const tick = () => (sb.stopping || this.stopped || Date.now() >= end ? resolve() : setTimeout(tick, Math.min(100, end - Date.now())));
-      tick();
-    });
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), sb.stopped]).finally(() => clearTimeout(timer));
   }
 
   /** The environment the kubelet gives a container: its env (values, downward API, $(VAR) references), HOSTNAME. */

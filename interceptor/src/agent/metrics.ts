@@ -50,7 +50,7 @@ export class AgentMetrics {
     });
     new Gauge({
       name: 'switchyard_interceptor_service_backends',
-      help: 'Ready backends programmed per Service frontend.',
+      help: 'Backends programmed per Service frontend: the ready ones, or those terminating but still serving when none is ready.',
       labelNames: ['service', 'frontend'] as const,
       registers: [this.registry],
       collect() {
