@@ -182,11 +182,7 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
     const isReady = (l: string) => l.includes('"event":"ready"');
     /** sockperf and iperf3 buffer stdout into a pipe: readiness is their socket in LISTEN state. */
     const listening = async (pod: Pod, port: number, proc: Proc) => {
-      const deadline = Date.now() + 10_000;
-      while (!sh('ip', ['netns', 'exec', pod.netns, 'ss', '-Hltn', `sport = :${port}`]).trim()) {
-        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${proc.label} is not listening on ${port}: ${proc.stderr.slice(-300)}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await proc.readyWhen(`listening on ${port}`, () => !!sh('ip', ['netns', 'exec', pod.netns, 'ss', '-Hltn', `sport = :${port}`]).trim(), 10_000, 20);
     };
     const http = await start(srv, srv.cgroup, [LEAN, 'http', '--listen', `${srv.ip}:${PORTS.http}`], APP_UID, 'http', isReady);
     await start(srv, srv.cgroup, [process.execPath, distScript('test/fixtures/echo-server.js'), '--port', String(PORTS.sink), '--mode', 'sink', '--name', 'sink'], APP_UID, 'sink', isReady);

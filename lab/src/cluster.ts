@@ -304,11 +304,7 @@ export async function startWebhookProcess(o: { certDir: string; port: number; ku
     ...(o.config ? ['--config', o.config] : []),
   ]);
   if (o.logFile) webhook.tee(o.logFile);
-  const deadline = Date.now() + 30_000;
-  while ((await httpStatus(`http://127.0.0.1:${healthPort}/readyz`)) !== 200) {
-    if (webhook.exitCode !== null || Date.now() > deadline) throw new Error(`switchyard-webhook is not ready: ${webhook.stderr.slice(-1000)}${webhook.lines.slice(-5).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await webhook.readyWhen('ready (/readyz)', async () => (await httpStatus(`http://127.0.0.1:${healthPort}/readyz`)) === 200, 30_000);
   return webhook;
 }
 

@@ -130,14 +130,10 @@ export class ControlPlane {
         '',
       ].join('\n'),
     );
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      if (api.exitCode !== null) throw new Error(`kube-apiserver exited ${api.exitCode}: ${api.stderr.slice(-2000)}`);
+    await api.readyWhen('ready (/readyz)', async () => {
       if (etcd.exitCode !== null) throw new Error(`etcd exited ${etcd.exitCode}: ${etcd.stderr.slice(-2000)}`);
-      if ((await this.request('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200) return;
-      if (Date.now() > deadline) throw new Error(`kube-apiserver not ready within 120 s: ${api.stderr.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+      return (await this.request('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200;
+    }, 120_000);
   }
 
   /**
@@ -158,11 +154,7 @@ export class ControlPlane {
     // Ready when it has done observable work: the default ServiceAccount of a fresh namespace.
     const ns = `cm-probe-${Date.now()}`;
     await this.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-    const deadline = Date.now() + 60_000;
-    while ((await this.request('GET', `/api/v1/namespaces/${ns}/serviceaccounts/default`)).status !== 200) {
-      if (cm.exitCode !== null || Date.now() > deadline) throw new Error(`kube-controller-manager is not working: ${cm.stderr.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await cm.readyWhen(`working (default ServiceAccount in ${ns})`, async () => (await this.request('GET', `/api/v1/namespaces/${ns}/serviceaccounts/default`)).status === 200);
   }
 
   /**
@@ -182,11 +174,7 @@ export class ControlPlane {
       `--cert-dir=${this.file('scheduler-cert')}`,
     ]);
     this.procs.push(sched);
-    const deadline = Date.now() + 60_000;
-    while ((await httpsStatus(`https://127.0.0.1:${port}/readyz`)) !== 200) {
-      if (sched.exitCode !== null || Date.now() > deadline) throw new Error(`kube-scheduler is not ready: ${sched.stderr.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await sched.readyWhen('ready (/readyz)', async () => (await httpsStatus(`https://127.0.0.1:${port}/readyz`)) === 200);
   }
 
   /** kubectl (built with the control plane) as the lab admin. */

@@ -98,6 +98,20 @@ export class Proc {
     return JSON.parse(line);
   }
 
+  /**
+   * Polls probe until it holds, for readiness that shows outside the process
+   * (a health endpoint, a listening socket, work seen through the API). Fails
+   * at once if the process exits, or at the deadline, with its last output.
+   */
+  async readyWhen(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 60_000, periodMs = 100): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await probe())) {
+      const why = this.exitCode !== null ? `exited (${this.exitCode}) before ${what}` : Date.now() > deadline ? `not ${what} within ${timeoutMs / 1000} s` : undefined;
+      if (why) throw new Error(`${this.label} ${why}: ${this.stderr.slice(-2000)}${this.lines.slice(-5).join('\n')}`);
+      await new Promise((r) => setTimeout(r, periodMs));
+    }
+  }
+
   /** Waits for the process to exit and returns its code. */
   wait(): Promise<number | null> {
     return this.exited;
