@@ -37,9 +37,8 @@ export class ServiceLoadBalancer {
   private readonly slices: Reflector<EndpointSliceObject>;
   private readonly slicesByService = new Map<string, Map<string, EndpointSliceObject>>();
   private readonly ids = new Map<string, number>(); // frontend key -> service id
-  private readonly owned = new Map<string, Map<string, LbFrontend>>(); // Service -> its frontends
+  private readonly owned = new Map<string, Map<string, FrontendSpec>>(); // Service -> its frontends, as last programmed
   private nextId = 1;
-  private readonly onTerminating = new Set<string>(); // frontend keys whose backends are terminating endpoints
   private readonly dirty = new Set<string>();
   private scheduled = false;
   syncs = 0;
@@ -136,19 +135,16 @@ export class ServiceLoadBalancer {
     const started = process.hrtime.bigint();
     const obj = this.services.get(svc);
     const { frontends, skipped } = obj ? serviceFrontends(obj, [...(this.slicesByService.get(svc)?.values() ?? [])]) : { frontends: [] as FrontendSpec[], skipped: undefined };
-    const before = this.owned.get(svc) ?? new Map<string, LbFrontend>();
-    const after = new Map<string, LbFrontend>();
+    const before = this.owned.get(svc) ?? new Map<string, FrontendSpec>();
+    const after = new Map<string, FrontendSpec>();
     for (const f of frontends) {
       this.dp.setService(this.idFor(f.frontend), f.frontend, f.backends, f.affinityTimeoutSeconds);
-      after.set(frontendKey(f.frontend), f.frontend);
-      if (f.terminating) this.onTerminating.add(frontendKey(f.frontend));
-      else this.onTerminating.delete(frontendKey(f.frontend));
+      after.set(frontendKey(f.frontend), f);
     }
     for (const [k, f] of before) {
       if (after.has(k)) continue;
-      this.dp.deleteService(this.ids.get(k)!, f);
+      this.dp.deleteService(this.ids.get(k)!, f.frontend);
       this.ids.delete(k);
-      this.onTerminating.delete(k);
     }
     if (after.size) this.owned.set(svc, after);
     else this.owned.delete(svc);
@@ -167,17 +163,20 @@ export class ServiceLoadBalancer {
 
   /** The kernel's view, with the Service that owns each frontend. */
   status(): ServiceStatus[] {
-    const ownerOf = new Map<string, string>();
-    for (const [svc, fs] of this.owned) for (const k of fs.keys()) ownerOf.set(k, svc);
-    return this.dp.services().map((s) => ({
-      service: ownerOf.get(frontendKey(s.frontend)) ?? '(unowned)',
-      frontend: frontendKey(s.frontend),
-      serviceId: s.serviceId,
-      affinityTimeoutSeconds: s.affinityTimeoutSeconds,
-      backends: s.backends.map((b) => `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`),
-      ...(this.onTerminating.has(frontendKey(s.frontend)) ? { terminating: true as const } : {}),
-      translations: String(s.translations),
-      noBackend: String(s.noBackend),
-    }));
+    const owner = new Map<string, { service: string; spec: FrontendSpec }>();
+    for (const [service, fs] of this.owned) for (const [k, spec] of fs) owner.set(k, { service, spec });
+    return this.dp.services().map((s) => {
+      const o = owner.get(frontendKey(s.frontend));
+      return {
+        service: o?.service ?? '(unowned)',
+        frontend: frontendKey(s.frontend),
+        serviceId: s.serviceId,
+        affinityTimeoutSeconds: s.affinityTimeoutSeconds,
+        backends: s.backends.map((b) => `${b.ip.includes(':') ? `[${b.ip}]` : b.ip}:${b.port}`),
+        ...(o?.spec.terminating ? { terminating: true as const } : {}),
+        translations: String(s.translations),
+        noBackend: String(s.noBackend),
+      };
+    });
   }
 }
