@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG } from '../../webhook/src/config';
 import { interceptionAnnotations, podSettings } from '../../webhook/src/annotations';
 import { ANNOTATIONS, MANAGED_LABEL } from '../../webhook/src/contract';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
+import { encodeAddr } from '../../interceptor/src/dataplane/addr';
 import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
 import { run as cli } from '../../cli/main';
 import { CniPluginError, CniRuntime, execPlugin, Invocation } from '../../lab/src/cni-runtime';
@@ -92,6 +93,19 @@ describeKernel('interceptor agent and switchyard-cni', () => {
       }).on('error', reject),
     );
   }
+
+  /** One request to the agent's CNI API, as switchyard-cni makes it. */
+  function agentPost(urlPath: string, body: unknown): Promise<{ status: number; body: any }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: socket, path: urlPath, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+        let d = '';
+        res.on('data', (c) => (d += c)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(d) }));
+      });
+      req.on('error', (e) => reject(new Error(`POST ${urlPath}: ${e.message}; agent exit ${agent.exitCode} ${agent.stderr.slice(-1500)}`)));
+      req.end(JSON.stringify(body));
+    });
+  }
+  const addBody = (p: TestPod, ips: string[], ifname = 'eth0') => ({ containerId: p.inv.containerId, netns: p.netnsPath, ifname, podNamespace: 'apps', podName: p.name, podUid: p.uid, ips });
 
   async function startAgent(): Promise<void> {
     agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', configFile], { label: 'agent' });
@@ -187,6 +201,41 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     await runtime.check(p.inv, p.result);
     dp.unregisterPod(native().netnsCookie(p.netnsPath));
     await expect(runtime.check(p.inv, p.result)).rejects.toMatchObject({ plugin: 'switchyard-cni', error: { code: 104, msg: expect.stringContaining('its sy_pods entry is missing') } });
+  });
+
+  test('a repeat ADD that fails leaves the registration as it was; one that succeeds leaves exactly its IPs; CHECK verifies sy_pod_by_ip', async () => {
+    const p = sandbox('mesh-readd', true);
+    await add(p);
+    const cookie = native().netnsCookie(p.netnsPath);
+    const registered = dp.pod(cookie);
+    expect(dp.ipOwner(p.ip!)).toBe(cookie);
+
+    // The runtime retries ADD for the sandbox; this attempt fails after its map writes (no such interface for tc).
+    const failed = await agentPost('/v1/cni/add', addBody(p, [p.ip!, '10.71.250.1'], 'nope0'));
+    expect(failed).toMatchObject({ status: 422, body: { code: 102, message: expect.stringContaining('rolled back') } });
+    expect(dp.pod(cookie)).toEqual(registered);
+    expect(dp.ipOwner(p.ip!)).toBe(cookie);
+    expect(dp.ipOwner('10.71.250.1')).toBeNull();
+    await runtime.check(p.inv, p.result);
+
+    // Accepted re-ADDs with other IP lists: the pod owns its new set and nothing of the old one.
+    expect((await agentPost('/v1/cni/add', addBody(p, [p.ip!, '10.71.250.1']))).body).toMatchObject({ registered: true });
+    expect((await agentPost('/v1/cni/add', addBody(p, ['10.71.250.2']))).body).toMatchObject({ registered: true });
+    expect([p.ip!, '10.71.250.1', '10.71.250.2'].map((ip) => dp.ipOwner(ip))).toEqual([null, null, cookie]);
+    expect(dp.pod(cookie)!.ips).toEqual(['10.71.250.2']);
+    expect((await agentPost('/v1/cni/add', addBody(p, [p.ip!]))).body).toMatchObject({ registered: true });
+    expect(dp.ipOwner('10.71.250.2')).toBeNull();
+    await runtime.check(p.inv, p.result);
+
+    // CHECK looks at every entry it vouches for.
+    const byIp = native().mapOpen(path.join(lab.pinRoot, 'sy_pod_by_ip'));
+    try {
+      native().mapDelete(byIp, encodeAddr(p.ip!));
+    } finally {
+      native().closeFd(byIp);
+    }
+    await expect(runtime.check(p.inv, p.result)).rejects.toMatchObject({ plugin: 'switchyard-cni', error: { code: 104, msg: expect.stringContaining(`its sy_pod_by_ip entry for ${p.ip} is missing`) } });
+    await runtime.del(p.inv, p.result);
   });
 
   test('DEL removes every entry; DEL again, and DEL after the netns is gone, succeed', async () => {

@@ -190,6 +190,11 @@ export class Registrar {
     const problems: string[] = [];
     if (!config) problems.push('its sy_pods entry is missing');
     else if (req.ips.some((ip) => !config.ips.includes(ip))) problems.push(`its IPs ${config.ips.join(',')} differ from ${req.ips.join(',')}`);
+    for (const ip of config?.ips ?? []) {
+      const owner = this.dp.ipOwner(ip);
+      if (owner === null) problems.push(`its sy_pod_by_ip entry for ${ip} is missing`);
+      else if (String(owner) !== record.netnsCookie) problems.push(`sy_pod_by_ip maps ${ip} to another pod (netns cookie ${owner})`);
+    }
     for (const dir of ['ingress', 'egress'] as const) {
       try {
         if (native().tcQuery(record.netnsPath, record.ifname, dir, 1, 0x5359) === null) problems.push(`tc ${dir} is not attached on ${record.ifname}`);
@@ -224,8 +229,8 @@ export class Registrar {
         this.metrics.reconciled.inc({ action: 'unregistered_stale' });
         this.log('info', 'pod unregistered', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, reason: pod ? 'no-longer-managed' : 'pod-deleted' });
         out.removed++;
-      } else if (!this.dp.pod(BigInt(r.netnsCookie))) {
-        // The record outlived its map entry (removed by hand, or a crash mid-registration).
+      } else if (!this.dp.pod(BigInt(r.netnsCookie)) || r.ips.some((ip) => this.dp.ipOwner(ip) === null)) {
+        // The record outlived its map entries (removed by hand, or a crash mid-registration).
         if (this.reregister(r, 'reconcile-missing-entry')) out.reregistered++;
       } else if (this.updateSettings(r, pod)) out.updated++;
     }

@@ -333,32 +333,45 @@ export class Dataplane {
 
     const key = encodeNetnsKey(netnsCookie);
     const previous = n.mapLookup(this.fd('sy_pods'), key);
-    const hadCounters = n.mapLookup(this.fd('sy_pod_counters'), key) !== null;
-    const writtenIps: Buffer[] = [];
+    const previousIps = previous ? decodePodConfig(previous).ips : [];
+    // Every key this attempt writes, with the value it had before (null: absent), so that a
+    // failure puts back exactly the previous state: a repeated ADD for a registered pod
+    // must leave that registration whole when it fails.
+    const undo: { map: MapName; key: Buffer; before: Buffer | null }[] = [];
+    const write = (map: MapName, k: Buffer, value: Buffer) => {
+      undo.push({ map, key: k, before: n.mapLookup(this.fd(map), k) });
+      n.mapUpdate(this.fd(map), k, value);
+    };
     const reclaimedIps: string[] = [];
     let tc: Registration['tc'];
     try {
       // Nothing in the pod runs before registration returns, so the order of these writes is free.
-      n.mapUpdate(this.fd('sy_pods'), key, encodePodConfig(config));
-      if (!hadCounters) n.mapUpdate(this.fd('sy_pod_counters'), key, Buffer.alloc(POD_COUNTERS.size * n.possibleCpus()));
+      write('sy_pods', key, encodePodConfig(config));
+      if (n.mapLookup(this.fd('sy_pod_counters'), key) === null) {
+        write('sy_pod_counters', key, Buffer.alloc(POD_COUNTERS.size * n.possibleCpus()));
+      }
       for (const ip of spec.ips) {
         const ipKey = encodeAddr(ip);
         const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
         if (owner && decodePodRef(owner) !== netnsCookie) reclaimedIps.push(ip);
-        n.mapUpdate(this.fd('sy_pod_by_ip'), ipKey, encodePodRef(netnsCookie));
-        writtenIps.push(ipKey);
+        write('sy_pod_by_ip', ipKey, encodePodRef(netnsCookie));
       }
       if (spec.ifname) tc = this.attachTc(netnsCookie, spec.netnsPath, spec.ifname);
     } catch (e) {
-      for (const ipKey of writtenIps) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
-      if (previous) n.mapUpdate(this.fd('sy_pods'), key, previous);
-      else n.mapDelete(this.fd('sy_pods'), key);
-      if (!hadCounters) n.mapDelete(this.fd('sy_pod_counters'), key);
+      for (const u of undo.reverse()) {
+        if (u.before) n.mapUpdate(this.fd(u.map), u.key, u.before);
+        else n.mapDelete(this.fd(u.map), u.key);
+      }
       const full = isNativeError(e) && (e.code === 'E2BIG' || e.code === 'ENOMEM');
       throw new DataplaneError(
         `registering pod netns ${spec.netnsPath} failed${full ? ' (map full)' : ''} and was rolled back: ${(e as Error).message}`,
         e,
       );
+    }
+    // The new IP set replaces the old one: drop our claims on addresses the pod no longer has.
+    const current = new Set(spec.ips.map((ip) => encodeAddr(ip).toString('hex')));
+    for (const ip of previousIps) {
+      if (!current.has(encodeAddr(ip).toString('hex'))) this.releaseIp(netnsCookie, ip);
     }
     return { netnsCookie, cgroupId, config, tc, reclaimedIps };
   }
@@ -370,16 +383,25 @@ export class Dataplane {
     const raw = n.mapLookup(this.fd('sy_pods'), key);
     if (this.tcAttachments.has(netnsCookie)) this.detachTc(netnsCookie);
     if (!raw) return false;
-    for (const ip of decodePodConfig(raw).ips) {
-      const ipKey = encodeAddr(ip);
-      const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
-      // Only our own claim: the IP may already belong to a newer pod.
-      if (owner && decodePodRef(owner) === netnsCookie) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
-    }
+    for (const ip of decodePodConfig(raw).ips) this.releaseIp(netnsCookie, ip);
     n.mapDelete(this.fd('sy_pods'), key);
     n.mapDelete(this.fd('sy_pod_counters'), key);
     this.sweepOrigDst(netnsCookie);
     return true;
+  }
+
+  /** Removes a pod's claim on an IP; only its own: the IP may already belong to a newer pod. */
+  private releaseIp(netnsCookie: bigint, ip: string): void {
+    const n = native();
+    const ipKey = encodeAddr(ip);
+    const owner = n.mapLookup(this.fd('sy_pod_by_ip'), ipKey);
+    if (owner && decodePodRef(owner) === netnsCookie) n.mapDelete(this.fd('sy_pod_by_ip'), ipKey);
+  }
+
+  /** The netns cookie of the pod that owns an IP in sy_pod_by_ip, or null. */
+  ipOwner(ip: string): bigint | null {
+    const raw = native().mapLookup(this.fd('sy_pod_by_ip'), encodeAddr(ip));
+    return raw ? decodePodRef(raw) : null;
   }
 
   /** Drops connection entries that point at a pod that is gone. */
