@@ -6,6 +6,8 @@
 import * as fs from 'fs';
 import * as https from 'https';
 import * as http from 'http';
+import * as net from 'net';
+import { applyPatch } from 'fast-json-patch';
 import * as os from 'os';
 import * as path from 'path';
 import { X509Certificate } from 'crypto';
@@ -91,6 +93,7 @@ describe('webhook server over HTTPS', () => {
       bodyLimit: '256kb',
       ready: () => ready,
       certPollMs: 60_000, // the test calls reloadCertificates() itself
+      handshakeTimeoutMs: 500,
     });
     ({ port, healthPort } = await server.start());
   });
@@ -158,6 +161,50 @@ describe('webhook server over HTTPS', () => {
     const junk = ['null', '0', '"s"', '{}', '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{"kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":"nope"}}}}', Buffer.from([0xff, 0xfe, 0x00])];
     for (const body of junk) expect((await post(body)).status).toBeLessThan(500);
     expect((await post(reviewOf(pod()))).status).toBe(200);
+  });
+
+  // W1 and W2: shapes a typed decode would refuse gave a 500, or a patch that cannot apply.
+  test.each([
+    ['containers is an object', { spec: { containers: {} } }, /request.object.spec.containers must be a list of containers, not an object/],
+    ['a null container', { spec: { containers: [null] } }, /request.object.spec.containers\[0\] must be a container object, not null/],
+    ['initContainers is a number', { spec: { containers: [{ name: 'a' }], initContainers: 3 } }, /spec.initContainers must be a list of containers, not a number/],
+    ['no spec', { metadata: { namespace: 'apps' } }, /request.object.spec is missing; a Pod needs spec.containers/],
+    ['labels is a string', { ...pod(), metadata: { labels: 'x' } }, /request.object.metadata.labels must be a map of strings, not a string/],
+    ['annotations is a list', { ...pod(), metadata: { annotations: ['x'] } }, /metadata.annotations must be a map of strings, not a list/],
+    ['an annotation is a number', { ...pod(), metadata: { annotations: { a: 1 } } }, /metadata.annotations\['a'\] must be a string, not a number/],
+    ['metadata is a number', { ...pod(), metadata: 7 }, /request.object.metadata must be an object, not a number/],
+    ['a container without a name', { spec: { containers: [{ image: 'a' }] } }, /spec.containers\[0\].name must be a string/],
+  ])('a Pod whose %s is refused with 400 and the field', async (_, object, message) => {
+    const r = await post(reviewOf(object));
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(message);
+  });
+
+  test('every patch returned applies to the request\'s object (RFC 6902), whatever optional parts are missing', async () => {
+    const shapes = [
+      pod(),
+      { spec: { containers: [{ name: 'app' }] } },
+      { metadata: {}, spec: { containers: [{ name: 'app' }] } },
+      { metadata: { labels: null, annotations: null }, spec: { containers: [{ name: 'app' }], initContainers: [] } },
+      { metadata: { annotations: { [POD_INJECT_KEY]: 'true' } }, spec: {} },
+      pod({ annotations: { 'switchyard.dev/sidecar-mode': 'classic' } }),
+    ];
+    for (const object of shapes) {
+      const r = await post(reviewOf(object));
+      expect(r.status).toBe(200);
+      const patch = JSON.parse(Buffer.from(r.body.response.patch, 'base64').toString());
+      const patched = applyPatch(structuredClone(object), patch, true, false).newDocument as any;
+      expect(patched.metadata.labels['switchyard.dev/managed']).toBe('true');
+      expect([...(patched.spec.initContainers ?? []), ...(patched.spec.containers ?? [])].map((c: { name: string }) => c.name)).toContain('switchyard-proxy');
+    }
+  });
+
+  test('a connection that never starts TLS is closed after the handshake timeout, not held for minutes', async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const guard = new Promise<'held'>((resolve) => setTimeout(() => resolve('held'), 4_000).unref());
+    expect(await Promise.race([closed.then(() => 'closed' as const), guard])).toBe('closed');
   });
 
   test('TLS below 1.2 is refused', async () => {

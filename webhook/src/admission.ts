@@ -6,6 +6,7 @@
 import { InjectorConfig } from './config';
 import { injectPod, ownerDisplay, podDisplayName, PodLike } from './inject';
 import { Decision, decision } from './reasons';
+import { podShapeProblem } from './shape';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 
@@ -83,8 +84,10 @@ export function review(body: unknown, namespaceLabels: NamespaceLabels, config: 
   if (!isPod) return respond(decision('skip', 'not-a-pod', `${req.kind?.kind ?? 'unknown kind'}`), req.namespace ?? '-', undefined);
   const pod = req.object as PodLike | undefined;
   if (typeof pod !== 'object' || pod === null) throw new BadReview('request.object is missing for a Pod request');
-  const namespace = pod.metadata?.namespace || req.namespace || '';
+  const namespace = (typeof pod.metadata?.namespace === 'string' && pod.metadata.namespace) || req.namespace || '';
   if (req.operation !== 'CREATE') return respond(decision('skip', 'not-a-create', req.operation), namespace, pod);
+  const problem = podShapeProblem(pod);
+  if (problem) throw new BadReview(problem);
 
   const result = injectPod(pod, { namespace, labels: namespaceLabels(namespace) }, config);
   const patch = result.patch.length ? Buffer.from(JSON.stringify(result.patch)).toString('base64') : undefined;

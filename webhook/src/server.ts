@@ -95,6 +95,8 @@ export interface WebhookServerOptions extends AdmissionAppOptions {
   ready: () => boolean;
   /** How often to look for rotated certificate files (ms). */
   certPollMs?: number;
+  /** How long a client may take to complete the TLS handshake (ms). Default 5000. */
+  handshakeTimeoutMs?: number;
 }
 
 export class WebhookServer {
@@ -122,7 +124,15 @@ export class WebhookServer {
     tls.createSecureContext(material); // fail fast on a bad pair
     this.certStamp = this.stamp();
     this.https = https.createServer(
-      { ...material, minVersion: 'TLSv1.2', requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 30_000 },
+      {
+        ...material,
+        minVersion: 'TLSv1.2',
+        // A connection that never completes TLS is dropped after this, not Node's default 120 s.
+        handshakeTimeout: this.opts.handshakeTimeoutMs ?? 5_000,
+        requestTimeout: 10_000,
+        headersTimeout: 5_000,
+        keepAliveTimeout: 30_000,
+      },
       admissionApp(this.opts),
     );
     const health = express();
