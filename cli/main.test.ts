@@ -2,7 +2,7 @@ import { X509Certificate } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { run } from './main';
 
 const golden = path.join(__dirname, '..', 'test', 'webhook', 'golden');
@@ -18,6 +18,10 @@ describe('switchyard CLI', () => {
   let dir: string;
   beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sycli-'))));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const writeTemp = (name: string, text: string) => {
+    fs.writeFileSync(path.join(dir, name), text);
+    return path.join(dir, name);
+  };
 
   test('inject -f writes YAML and reports one line per object', async () => {
     const r = await cli(['inject', '-f', path.join(golden, 'deployment.yaml')]);
@@ -28,6 +32,25 @@ describe('switchyard CLI', () => {
       'service/api: passed through (no pod template)',
       'cronjob/report: injected (namespace-enabled: the namespace has switchyard.dev/injection=enabled)',
     ]);
+  });
+
+  test('inject goes into the items of a List, as kubectl get -o yaml prints it', async () => {
+    const list = path.join(dir, 'list.yaml');
+    const deployment = parseAllDocuments(fs.readFileSync(path.join(golden, 'deployment.yaml'), 'utf8')).map((d) => d.toJS());
+    fs.writeFileSync(list, stringify({ apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: '' }, items: deployment }));
+    const r = await cli(['inject', '-f', list]);
+    expect(r.code).toBe(0);
+    const [out] = parseAllDocuments(r.out).map((d) => d.toJS());
+    expect(out.kind).toBe('List');
+    const golden_ = parseAllDocuments(fs.readFileSync(path.join(golden, 'deployment.golden.yaml'), 'utf8')).map((d) => d.toJS());
+    expect(out.items).toEqual(golden_);
+    expect(r.err.trim().split('\n')).toEqual([
+      'deployment/api: injected (namespace-enabled: the namespace has switchyard.dev/injection=enabled)',
+      'service/api: passed through (no pod template)',
+      'cronjob/report: injected (namespace-enabled: the namespace has switchyard.dev/injection=enabled)',
+    ]);
+    const back = await cli(['uninject', '-f', writeTemp('list-injected.yaml', r.out)]);
+    expect(parseAllDocuments(back.out).map((d) => d.toJS())[0].items).toEqual(deployment);
   });
 
   test('uninject reverses inject', async () => {

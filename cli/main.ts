@@ -285,6 +285,20 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
   }
 }
 
+/**
+ * Exits once everything written has reached the other end. A pipe takes
+ * what fits in its buffer at once and the rest asynchronously, so exiting
+ * right after a large write would cut the output off (with status 0) in
+ * `switchyard inject -f big.yaml | kubectl apply -f -`.
+ */
+export async function exitWhenFlushed(code: number): Promise<never> {
+  const drained = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  process.exit(code);
+}
+
 if (require.main === module) {
-  void run(process.argv.slice(2), (s) => process.stdout.write(s), (s) => process.stderr.write(s)).then((code) => process.exit(code));
+  // A reader that goes away (| head) ends the command quietly, as for any Unix tool.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => process.exit(e.code === 'EPIPE' ? 0 : 1));
+  void run(process.argv.slice(2), (s) => process.stdout.write(s), (s) => process.stderr.write(s)).then(exitWhenFlushed);
 }

@@ -1,7 +1,8 @@
 /**
  * Offline injection for `switchyard inject -f`: multi-document YAML in, YAML
  * out, through the same core as the webhook. Pod templates of workloads are
- * injected; other kinds pass through unchanged.
+ * injected, also inside a List (what `kubectl get -o yaml` prints); other
+ * kinds pass through unchanged.
  *
  * Offline there is no namespace to ask, so the namespace is treated as
  * opted in (like `istioctl kube-inject`); every other rule still applies.
@@ -41,7 +42,30 @@ export interface OfflineReport {
   decision?: Decision;
 }
 
-function transform(text: string, change: (pod: PodLike, doc: Doc) => { ops: Operation[]; decision?: Decision }): { yaml: string; report: OfflineReport[] } {
+type Change = (pod: PodLike, doc: Doc) => { ops: Operation[]; decision?: Decision };
+
+/** A List (kubectl get -o yaml) or a typed list such as PodList: a kind ending in List, with items. */
+const isList = (doc: Doc): doc is Doc & { items: unknown[] } => /List$/.test(doc.kind ?? '') && Array.isArray((doc as { items?: unknown }).items);
+
+/** Changes one object in place, and the items of a list, reporting each object. */
+function transformObject(doc: Doc, change: Change, report: OfflineReport[]): void {
+  if (isList(doc)) {
+    for (const item of doc.items) if (item && typeof item === 'object') transformObject(item as Doc, change, report);
+    return;
+  }
+  const name = `${(doc.kind ?? 'unknown').toLowerCase()}/${doc.metadata?.name ?? '<unnamed>'}`;
+  const pod = podOf(doc);
+  if (!pod) {
+    report.push({ object: name });
+    return;
+  }
+  const { ops, decision } = change(pod, doc);
+  // The patch is applied to the pod (template) object in place; validate=true rejects a malformed patch.
+  if (ops.length) applyPatch(pod, ops, true, true);
+  report.push({ object: name, decision });
+}
+
+function transform(text: string, change: Change): { yaml: string; report: OfflineReport[] } {
   const docs = parseAllDocuments(text);
   const out: string[] = [];
   const report: OfflineReport[] = [];
@@ -49,17 +73,7 @@ function transform(text: string, change: (pod: PodLike, doc: Doc) => { ops: Oper
     if (d.errors.length) throw new Error(`invalid YAML: ${d.errors[0].message}`);
     const doc = d.toJS() as Doc | null;
     if (doc === null || doc === undefined) continue;
-    const name = `${(doc.kind ?? 'unknown').toLowerCase()}/${doc.metadata?.name ?? '<unnamed>'}`;
-    const pod = podOf(doc);
-    if (!pod) {
-      report.push({ object: name });
-      out.push(stringify(doc));
-      continue;
-    }
-    const { ops, decision } = change(pod, doc);
-    // The patch is applied to the pod (template) object in place; validate=true rejects a malformed patch.
-    if (ops.length) applyPatch(pod, ops, true, true);
-    report.push({ object: name, decision });
+    transformObject(doc, change, report);
     out.push(stringify(doc));
   }
   return { yaml: out.join('---\n'), report };
