@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark: dataplane scenarios a a' b c d interleaved (sockperf, wrk,
-# iperf3), the webhook and pod registration. Writes bench/results/<date>.*.
+# iperf3), the webhook and pod registration, after a fuzzing run of switchyard-cni
+# (SWITCHYARD_FUZZ_TIME, 60s by default). Writes bench/results/<date>.*.
 # Takes about 17 minutes with the defaults; pass --rounds/--seconds to change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# switchyard-cni under generated stdin, environment and agent behaviour, past the seed corpus the tests run.
+go=$(bash scripts/ensure-go.sh)
+(cd interceptor/cni && GOTOOLCHAIN=local "$go" test -run '^$' -fuzz FuzzPlugin -fuzztime "${SWITCHYARD_FUZZ_TIME:-60s}" .)
 exec node dist/bench/run.js "$@"

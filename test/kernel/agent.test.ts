@@ -6,6 +6,7 @@
  * list/watch server (the lab issue brings a real kube-apiserver).
  */
 import { randomUUID } from 'crypto';
+import fc from 'fast-check';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as os from 'os';
@@ -94,7 +95,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     );
   }
 
-  /** One request to the agent's CNI API, as switchyard-cni makes it. */
+  /** One request to the agent's CNI API, as switchyard-cni makes it (a string body is sent as it is). */
   function agentPost(urlPath: string, body: unknown): Promise<{ status: number; body: any }> {
     return new Promise((resolve, reject) => {
       const req = http.request({ socketPath: socket, path: urlPath, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
@@ -102,7 +103,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
         res.on('data', (c) => (d += c)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(d) }));
       });
       req.on('error', (e) => reject(new Error(`POST ${urlPath}: ${e.message}; agent exit ${agent.exitCode} ${agent.stderr.slice(-1500)}`)));
-      req.end(JSON.stringify(body));
+      req.end(typeof body === 'string' ? body : JSON.stringify(body));
     });
   }
   const addBody = (p: TestPod, ips: string[], ifname = 'eth0') => ({ containerId: p.inv.containerId, netns: p.netnsPath, ifname, podNamespace: 'apps', podName: p.name, podUid: p.uid, ips });
@@ -235,6 +236,71 @@ describeKernel('interceptor agent and switchyard-cni', () => {
       native().closeFd(byIp);
     }
     await expect(runtime.check(p.inv, p.result)).rejects.toMatchObject({ plugin: 'switchyard-cni', error: { code: 104, msg: expect.stringContaining(`its sy_pod_by_ip entry for ${p.ip} is missing`) } });
+    await runtime.del(p.inv, p.result);
+  });
+
+  test('generated requests on the agent API: a clear error, or a whole registration, never half of one', async () => {
+    const p = sandbox('mesh-fuzz', true);
+    await add(p);
+    const cookie = native().netnsCookie(p.netnsPath);
+    const pool = [p.ip!, '10.71.250.7', '10.71.250.8', 'fd00::7', '::ffff:10.71.250.9'];
+    const othersBefore = [...dp.pods().keys()].filter((c) => c !== cookie);
+    const field = <T>(arb: fc.Arbitrary<T>) => fc.oneof({ weight: 4, arbitrary: arb }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) });
+    const request = fc.record(
+      {
+        containerId: field(fc.oneof(fc.constant(p.inv.containerId), fc.string({ maxLength: 12 }))),
+        netns: field(fc.constantFrom(p.netnsPath, '/proc/self/ns/net', '/var/run/netns/none', '/dev/null', '')),
+        ifname: field(fc.constantFrom('eth0', 'nope0', 'lo', '')),
+        podNamespace: field(fc.constant('apps')),
+        podName: field(fc.constantFrom('mesh-fuzz', 'plain-1')),
+        podUid: field(fc.constant(p.uid)),
+        ips: field(fc.array(fc.oneof(fc.constantFrom(...pool), fc.string({ maxLength: 8 })), { maxLength: 3 })),
+      },
+      { requiredKeys: [] },
+    );
+    // Requests the runtime could really send for this pod, with other IPs and interfaces.
+    const plausible = fc.record({
+      containerId: fc.constant(p.inv.containerId),
+      netns: fc.constant(p.netnsPath),
+      ifname: fc.constantFrom('eth0', 'nope0', 'lo'),
+      podNamespace: fc.constant('apps'),
+      podName: fc.constant('mesh-fuzz'),
+      podUid: fc.constant(p.uid),
+      ips: fc.array(fc.constantFrom(...pool), { minLength: 1, maxLength: 3 }),
+    });
+    const payload = fc.oneof(
+      { weight: 4, arbitrary: plausible },
+      { weight: 5, arbitrary: request },
+      { weight: 1, arbitrary: fc.oneof(fc.string(), fc.jsonValue().map((v) => JSON.stringify(v))) },
+    );
+    const owners = () => pool.map((ip) => dp.ipOwner(ip));
+    const counts = { registered: 0, otherOk: 0, refused: 0 };
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('add', 'del', 'check'), payload, async (verb, body) => {
+        const before = { pod: dp.pod(cookie), owners: owners() };
+        const r = await agentPost(`/v1/cni/${verb}`, body);
+        if (r.status !== 200) {
+          expect([400, 422, 503]).toContain(r.status);
+          expect(typeof r.body.code).toBe('number');
+          expect(r.body.message.length).toBeGreaterThan(0);
+          // Nothing half-done: a refused request leaves the pod's entries as they were.
+          expect({ pod: dp.pod(cookie), owners: owners() }).toEqual(before);
+          counts.refused++;
+        } else if (verb === 'add' && r.body.registered) {
+          const ips = (body as { ips: string[] }).ips;
+          // Compared as addresses: a v4-mapped IPv6 address is stored as the IPv4 one.
+          expect(dp.pod(cookie)!.ips.map((ip) => encodeAddr(ip).toString('hex'))).toEqual(ips.map((ip) => encodeAddr(ip).toString('hex')));
+          for (const ip of pool) expect(dp.ipOwner(ip)).toBe(ips.some((x) => encodeAddr(x).equals(encodeAddr(ip))) ? cookie : null);
+          counts.registered++;
+        } else counts.otherOk++;
+      }),
+      { numRuns: 1000, endOnFailure: true },
+    );
+    process.stdout.write(`agent API fuzz: 1000 requests: ${counts.registered} registered, ${counts.otherOk} other answers, ${counts.refused} refused\n`);
+    expect(counts.registered).toBeGreaterThan(0);
+    expect(counts.refused).toBeGreaterThan(0);
+    expect(agent.exitCode).toBeNull();
+    expect([...dp.pods().keys()].filter((c) => c !== cookie)).toEqual(othersBefore);
     await runtime.del(p.inv, p.result);
   });
 
