@@ -8,16 +8,11 @@
  *
  *   node dist/bench/webhook.js [--rate 200] [--seconds 10]
  */
-import * as fs from 'fs';
 import * as https from 'https';
-import * as os from 'os';
-import * as path from 'path';
-import { generateCertificates } from '../certs/src/generate';
+import { startInProcessWebhook } from '../lab/src/webhook-inproc';
 import { DEFAULT_CONFIG } from '../webhook/src/config';
 import { NAMESPACE_INJECTION_LABEL } from '../webhook/src/contract';
 import { injectPod, PodLike } from '../webhook/src/inject';
-import { WebhookMetrics } from '../webhook/src/metrics';
-import { WebhookServer } from '../webhook/src/server';
 import { percentile } from './stats';
 
 const arg = (name: string, d: number) => {
@@ -32,23 +27,9 @@ const envPod = (n: number, valueLen = 40): PodLike => ({
 });
 
 export async function benchWebhook(rate: number, seconds: number) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sybench-'));
-  const bundle = await generateCertificates({ service: 'switchyard-webhook', namespace: 'switchyard-system', ipAddresses: ['127.0.0.1'] });
-  fs.writeFileSync(path.join(dir, 'tls.crt'), bundle.cert);
-  fs.writeFileSync(path.join(dir, 'tls.key'), bundle.key);
-  const server = new WebhookServer({
-    config: DEFAULT_CONFIG,
-    namespaceLabels: () => ({ [NAMESPACE_INJECTION_LABEL]: 'enabled' }),
-    metrics: new WebhookMetrics(),
-    log: () => undefined,
-    tls: { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key') },
-    host: '127.0.0.1',
-    port: 0,
-    healthPort: 0,
-    ready: () => true,
-  });
-  const { port } = await server.start();
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 16, ca: bundle.caCert });
+  const webhook = await startInProcessWebhook({ namespaceLabels: () => ({ [NAMESPACE_INJECTION_LABEL]: 'enabled' }) });
+  const { port } = webhook;
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 16, ca: webhook.bundle.caCert });
   const body = JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
@@ -99,8 +80,7 @@ export async function benchWebhook(rate: number, seconds: number) {
   for (let i = 0; i < 100; i++) big2000.push(await bigOnce());
   big2000.sort((a, b) => a - b);
   agent.destroy();
-  await server.close();
-  fs.rmSync(dir, { recursive: true, force: true });
+  await webhook.close();
   latencies.sort((a, b) => a - b);
 
   const ns = { namespace: 'apps', labels: { [NAMESPACE_INJECTION_LABEL]: 'enabled' } };

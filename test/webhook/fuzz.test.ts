@@ -11,17 +11,13 @@
  */
 import * as fs from 'fs';
 import * as https from 'https';
-import * as os from 'os';
 import * as path from 'path';
 import fc from 'fast-check';
 import { applyPatch, deepClone, Operation } from 'fast-json-patch';
 import { parseAllDocuments } from 'yaml';
 import { Pod } from 'kubernetes-models/v1';
-import { generateCertificates } from '../../certs/src/generate';
-import { DEFAULT_CONFIG } from '../../webhook/src/config';
 import { ANNOTATIONS, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_ANNOTATIONS, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
-import { WebhookMetrics } from '../../webhook/src/metrics';
-import { WebhookServer } from '../../webhook/src/server';
+import { startInProcessWebhook, InProcessWebhook } from '../../lab/src/webhook-inproc';
 
 const RUNS = Number(process.env.SWITCHYARD_FUZZ_RUNS ?? 10_000);
 const GOLDEN = path.join(__dirname, 'golden');
@@ -108,37 +104,20 @@ const body = (uid: string, namespace: unknown, object: unknown, duplicate?: unkn
 };
 
 describe('webhook under generated AdmissionReviews', () => {
-  let dir: string;
-  let server: WebhookServer;
+  let webhook: InProcessWebhook;
   let agent: https.Agent;
   let port: number;
   const labels: Record<string, Record<string, string>> = { apps: { [NAMESPACE_INJECTION_LABEL]: 'enabled' }, plain: {}, 'kube-system': {} };
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sywebhook-fuzz-'));
-    const bundle = await generateCertificates({ service: 'switchyard-webhook', namespace: 'switchyard-system', ipAddresses: ['127.0.0.1'] });
-    fs.writeFileSync(path.join(dir, 'tls.crt'), bundle.cert);
-    fs.writeFileSync(path.join(dir, 'tls.key'), bundle.key);
-    server = new WebhookServer({
-      config: DEFAULT_CONFIG,
-      namespaceLabels: (ns) => labels[ns],
-      metrics: new WebhookMetrics(),
-      log: () => undefined,
-      tls: { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key') },
-      host: '127.0.0.1',
-      port: 0,
-      healthPort: 0,
-      ready: () => true,
-      certPollMs: 60_000,
-    });
-    ({ port } = await server.start());
-    agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca: bundle.caCert });
+    webhook = await startInProcessWebhook({ namespaceLabels: (ns) => labels[ns] });
+    port = webhook.port;
+    agent = new https.Agent({ keepAlive: true, maxSockets: 4, ca: webhook.bundle.caCert });
   });
 
   afterAll(async () => {
     agent?.destroy();
-    await server?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await webhook?.close();
   });
 
   const post = (payload: string): Promise<{ status: number; body: any }> =>

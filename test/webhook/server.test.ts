@@ -8,13 +8,12 @@ import * as https from 'https';
 import * as http from 'http';
 import * as net from 'net';
 import { applyPatch } from 'fast-json-patch';
-import * as os from 'os';
 import * as path from 'path';
 import { X509Certificate } from 'crypto';
 import { CertificateBundle, generateCertificates } from '../../certs/src/generate';
+import { startInProcessWebhook, InProcessWebhook } from '../../lab/src/webhook-inproc';
 import { DEFAULT_CONFIG } from '../../webhook/src/config';
 import { NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY } from '../../webhook/src/contract';
-import { WebhookMetrics } from '../../webhook/src/metrics';
 import { WebhookServer } from '../../webhook/src/server';
 import { mutatingWebhookConfiguration } from '../../webhook/src/webhook-config';
 
@@ -76,31 +75,20 @@ describe('webhook server over HTTPS', () => {
       }).on('error', reject),
     );
 
+  let webhook: InProcessWebhook;
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sywebhook-'));
-    bundle = await generateCertificates({ service: 'switchyard-webhook', namespace: 'switchyard-system', ipAddresses: ['127.0.0.1'] });
-    fs.writeFileSync(path.join(dir, 'tls.crt'), bundle.cert);
-    fs.writeFileSync(path.join(dir, 'tls.key'), bundle.key);
-    server = new WebhookServer({
-      config: DEFAULT_CONFIG,
+    webhook = await startInProcessWebhook({
       namespaceLabels: (ns) => labels[ns],
-      metrics: new WebhookMetrics(),
       log: (level, msg, fields) => logs.push(JSON.stringify({ level, msg, ...fields })),
-      tls: { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key') },
-      host: '127.0.0.1',
-      port: 0,
-      healthPort: 0,
       bodyLimit: '256kb',
       ready: () => ready,
-      certPollMs: 60_000, // the test calls reloadCertificates() itself
       handshakeTimeoutMs: 500,
     });
-    ({ port, healthPort } = await server.start());
+    ({ server, port, healthPort, bundle, dir } = webhook);
   });
 
   afterAll(async () => {
-    await server?.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await webhook?.close();
   });
 
   test('a pod in an enabled namespace gets a base64 JSON patch; apiVersion, kind and uid are echoed', async () => {
