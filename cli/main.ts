@@ -291,7 +291,7 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
  * right after a large write would cut the output off (with status 0) in
  * `switchyard inject -f big.yaml | kubectl apply -f -`.
  */
-export async function exitWhenFlushed(code: number): Promise<never> {
+async function exitWhenFlushed(code: number): Promise<never> {
   const drained = (s: NodeJS.WriteStream) => new Promise<void>((resolve) => s.write('', () => resolve()));
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
   process.exit(code);
