@@ -12,11 +12,27 @@
  *   passive established : if the accepted socket carries an origdst, ask for
  *                         a state callback so the entry dies with the socket
  *   -> TCP_CLOSE        : delete that entry
- *   either, intra-pod   : add the socket to sy_sock_hash for sk_msg splicing
+ *   either, intra-pod   : an app <-> sidecar pair goes into sy_sock_hash for
+ *                         sk_msg splicing (see "Which sockets are spliced")
  *
  * Once established, cleanup is tied to the accepting (sidecar) side on
  * purpose: an app may close before the sidecar has called getsockopt, and the
  * entry must survive that.
+ *
+ * Which sockets are spliced: only the two ends of an app <-> sidecar
+ * connection, never an app's own loopback traffic (a local cache, two
+ * processes of the pod) nor the sidecar's internal connections. Bytes that
+ * sk_msg queues on a socket's ingress are invisible to splice(2), so every
+ * socket in the hash is one whose reader must not splice.
+ *   app -> sidecar : connect4 redirected it, so sy_origdst holds its tuple;
+ *                    both ends see that and join.
+ *   sidecar -> app : the connecting socket is owned by the sidecar uid. It
+ *                    joins and leaves a mark in sy_sidecar_conns; the
+ *                    accepting end joins if its own owner is not the sidecar,
+ *                    and otherwise takes the connecting end out again.
+ *   anything else  : stays out (sockmap_skipped).
+ * A pod annotated switchyard.dev/sockmap-acceleration: "false" keeps all of
+ * its sockets out (SY_POD_F_NO_SOCKMAP).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -53,24 +69,60 @@ static __always_inline int sy_skops_endpoints(struct bpf_sock_ops *skops, struct
 	return 0;
 }
 
-static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, __u64 netns,
-					   const struct sy_endpoints *e)
+/* The one field of the kernel's struct sock read here; CO-RE relocates it against the running kernel. */
+struct sy_kuid {
+	__u32 val;
+};
+struct sock___sy {
+	struct sy_kuid sk_uid;
+} __attribute__((preserve_access_index));
+
+/* The uid that owns a socket: its creator's; an accepted socket inherits its listener's. */
+static __always_inline int sy_sock_uid(struct bpf_sock_ops *skops, __u32 *uid)
 {
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return -1;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*uid = ((struct sock___sy *)tp)->sk_uid.val;
+	return 0;
+}
+
+static __always_inline void sy_sock_key_fill(struct sy_sock_key *k, __u64 netns,
+					     const struct sy_addr *local, __u16 local_port,
+					     const struct sy_addr *remote, __u16 remote_port)
+{
+	k->netns_cookie = netns;
+	k->local_ip = *local;
+	k->remote_ip = *remote;
+	k->local_port = local_port;
+	k->remote_port = remote_port;
+	k->_pad = 0;
+}
+
+/* The pod whose intra-pod socket this is, if it may be spliced at all. */
+static __always_inline struct sy_pod_config *sy_splice_pod(__u64 netns, const struct sy_endpoints *e)
+{
+	struct sy_pod_config *pod;
+
 	if (!sy_is_intra_pod(&e->local, &e->remote))
-		return;
-	if (!bpf_map_lookup_elem(&sy_pods, &netns))
-		return;
+		return NULL;
+	pod = bpf_map_lookup_elem(&sy_pods, &netns);
+	if (pod && (pod->flags & SY_POD_F_NO_SOCKMAP)) {
+		sy_count(SY_C_SOCKMAP_SKIPPED);
+		return NULL;
+	}
+	return pod;
+}
 
-	struct sy_sock_key key = {
-		.netns_cookie = netns,
-		.local_ip = e->local,
-		.remote_ip = e->remote,
-		.local_port = e->local_port,
-		.remote_port = e->remote_port,
-	};
-
+static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, struct sy_sock_key *key)
+{
 	/* A full sockhash only costs speed: the socket keeps plain TCP. */
-	if (bpf_sock_hash_update(skops, &sy_sock_hash, &key, BPF_NOEXIST))
+	if (bpf_sock_hash_update(skops, &sy_sock_hash, key, BPF_NOEXIST))
 		sy_count(SY_C_SOCKMAP_FULL);
 	else
 		sy_count(SY_C_SOCKMAP_INSERTED);
@@ -97,29 +149,74 @@ static __always_inline void sy_on_connect(struct bpf_sock_ops *skops)
 
 static __always_inline void sy_on_active(struct bpf_sock_ops *skops)
 {
+	struct sy_pod_config *pod;
 	struct sy_endpoints e;
-	__u32 flags = skops->bpf_sock_ops_cb_flags;
+	struct sy_sock_key key;
+	struct sy_tuple t;
+	__u32 flags = skops->bpf_sock_ops_cb_flags, uid, one = 1;
+	__u64 netns;
 
 	/* Established: from here the accepting side owns the entry (see the top). */
 	if (flags & BPF_SOCK_OPS_STATE_CB_FLAG)
 		bpf_sock_ops_cb_flags_set(skops, flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
 	if (sy_skops_endpoints(skops, &e))
 		return;
-	sy_sockmap_add(skops, bpf_get_netns_cookie(skops), &e);
+	netns = bpf_get_netns_cookie(skops);
+	pod = sy_splice_pod(netns, &e);
+	if (!pod)
+		return;
+	sy_sock_key_fill(&key, netns, &e.local, e.local_port, &e.remote, e.remote_port);
+	sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
+	if (bpf_map_lookup_elem(&sy_origdst, &t)) {
+		sy_sockmap_add(skops, &key); /* app -> its sidecar */
+		return;
+	}
+	if (sy_sock_uid(skops, &uid) == 0 && uid == pod->sidecar_uid) {
+		/* sidecar -> app, or the sidecar's own: the accepting end decides. */
+		bpf_map_update_elem(&sy_sidecar_conns, &key, &one, BPF_ANY);
+		sy_sockmap_add(skops, &key);
+		return;
+	}
+	sy_count(SY_C_SOCKMAP_SKIPPED); /* the app's own loopback connection */
 }
 
 static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
 {
+	struct sy_pod_config *pod;
 	struct sy_endpoints e;
+	struct sy_sock_key key, peer;
 	struct sy_tuple t;
 	__u64 netns = bpf_get_netns_cookie(skops);
+	__u32 uid;
+	int redirected;
 
 	if (sy_skops_endpoints(skops, &e))
 		return;
 	sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
-	if (bpf_map_lookup_elem(&sy_origdst, &t))
+	redirected = bpf_map_lookup_elem(&sy_origdst, &t) != NULL;
+	if (redirected)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
-	sy_sockmap_add(skops, netns, &e);
+	pod = sy_splice_pod(netns, &e);
+	if (!pod)
+		return;
+	sy_sock_key_fill(&key, netns, &e.local, e.local_port, &e.remote, e.remote_port);
+	if (redirected) {
+		sy_sockmap_add(skops, &key); /* the sidecar's end of app -> sidecar */
+		return;
+	}
+	sy_sock_key_fill(&peer, netns, &e.remote, e.remote_port, &e.local, e.local_port);
+	if (!bpf_map_lookup_elem(&sy_sidecar_conns, &peer)) {
+		sy_count(SY_C_SOCKMAP_SKIPPED); /* the app's own loopback connection */
+		return;
+	}
+	bpf_map_delete_elem(&sy_sidecar_conns, &peer);
+	if (sy_sock_uid(skops, &uid) == 0 && uid != pod->sidecar_uid) {
+		sy_sockmap_add(skops, &key); /* the app's end of sidecar -> app */
+		return;
+	}
+	/* The sidecar's own connection: its connecting end leaves the hash again. */
+	bpf_map_delete_elem(&sy_sock_hash, &peer);
+	sy_count(SY_C_SOCKMAP_SKIPPED);
 }
 
 /* An accepted socket closes (client -> this end), or a connect never got past SYN_SENT (this end -> server). */

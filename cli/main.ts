@@ -132,6 +132,7 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
           `Cgroup:         ${p.cgroup ?? '(not found: any process in the netns is intercepted)'}`,
           `IPs:            ${p.ips.join(', ')} on ${p.ifname}`,
           `Ports:          outbound ${i.outboundPort}, inbound ${i.inboundPort}, sidecar uid ${i.sidecarUid}`,
+          `Sockmap:        ${i.sockmap === false ? 'off (switchyard.dev/sockmap-acceleration: "false"): app <-> sidecar bytes take loopback TCP' : 'on for app <-> sidecar pairs'}`,
           `Excluded:       inbound ports ${i.excludeInboundPorts.join(',') || '-'}; outbound ports ${i.excludeOutboundPorts.join(',') || '-'}; outbound CIDRs ${i.excludeOutboundCidrs.join(',') || '-'}`,
           `Registered:     ${p.registeredAt} (${age(p.registeredAt)} ago)`,
           'Counters:',

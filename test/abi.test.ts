@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
-import { COUNTERS, LAYOUTS, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
+import { COUNTERS, LAYOUTS, POD_CONFIG, POD_FLAG_NO_SOCKMAP, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
 import { parseCidr } from '../interceptor/src/dataplane/addr';
 import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
 
@@ -37,7 +37,7 @@ describe('ABI shared by BPF and TypeScript', () => {
     expect(btf.values).toEqual({ ...expected, SY_C_MAX: COUNTERS.length });
   });
 
-  test('pod config round-trips through the codec', () => {
+  test.each([true, false])('pod config round-trips through the codec (sockmap %s)', (sockmap) => {
     const config = {
       ips: ['10.1.2.3', 'fd00::7'],
       cgroupId: 123456789n,
@@ -48,8 +48,11 @@ describe('ABI shared by BPF and TypeScript', () => {
       excludeOutboundPorts: [22, 443],
       excludeInboundPorts: [15021],
       excludeOutboundCidrs: [parseCidr('169.254.0.0/16'), parseCidr('fd00:1::/32')],
+      sockmap,
     };
-    const decoded = decodePodConfig(encodePodConfig(config));
+    const encoded = encodePodConfig(config);
+    expect(encoded.readUInt8(POD_CONFIG.fields.flags[0])).toBe(sockmap ? 0 : POD_FLAG_NO_SOCKMAP);
+    const decoded = decodePodConfig(encoded);
     expect({ ...decoded, excludeOutboundCidrs: decoded.excludeOutboundCidrs.map((c) => c.text) }).toEqual({
       ...config,
       excludeOutboundCidrs: ['169.254.0.0/16', 'fd00:1::/32'],

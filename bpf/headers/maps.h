@@ -46,7 +46,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_origdst SEC(".maps");
 
-/* Intra-pod sockets (app <-> sidecar) for sk_msg splicing. */
+/*
+ * Intra-pod connections opened by a sidecar, keyed by the connecting
+ * socket's sy_sock_key: the accepting end reads it to tell a sidecar -> app
+ * pair (accelerated) from the sidecar's own internal connections (left
+ * alone). Written at active-established, consumed at passive-established a
+ * moment later; LRU so that a stray entry never blocks a new one.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_sock_key);
+	__type(value, __u32);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_sidecar_conns SEC(".maps");
+
+/* Intra-pod sockets of app <-> sidecar pairs, for sk_msg splicing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__type(key, struct sy_sock_key);

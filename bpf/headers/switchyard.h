@@ -48,10 +48,19 @@ struct sy_pod_config {
 	__u8 excluded_outbound_port_count;
 	__u8 excluded_inbound_port_count;
 	__u8 excluded_outbound_cidr_count;
-	__u8 flags; /* reserved, 0 */
+	__u8 flags; /* enum sy_pod_flags */
 	__u16 excluded_outbound_ports[SY_MAX_EXCLUDED_PORTS];
 	__u16 excluded_inbound_ports[SY_MAX_EXCLUDED_PORTS];
 	struct sy_cidr excluded_outbound_cidrs[SY_MAX_EXCLUDED_CIDRS];
+};
+
+enum sy_pod_flags {
+	/*
+	 * Keep this pod's app <-> sidecar sockets out of sy_sock_hash: bytes
+	 * take loopback TCP. For proxies or apps that read with splice(2),
+	 * which never sees bytes that sk_msg queued on a socket's ingress.
+	 */
+	SY_POD_F_NO_SOCKMAP = 1,
 };
 
 /* Value of sy_pod_by_ip: which registered pod owns a node-local pod IP. */
@@ -138,6 +147,7 @@ enum sy_counter {
 	SY_C_LB_NO_BACKEND,              /* frontend with no ready backend: connect refused */
 	SY_C_LB_MESH_DEFERRED,           /* a mesh app's connect to a frontend: its sidecar balances */
 	SY_C_LB_REVERSED,                /* getpeername/recvmsg answered with the frontend */
+	SY_C_SOCKMAP_SKIPPED,            /* intra-pod socket kept out of the sockhash: not app <-> sidecar, or the pod opted out */
 	SY_C_MAX,
 };
 

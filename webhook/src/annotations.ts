@@ -45,6 +45,14 @@ function cidrs(key: string, raw: string, problems: string[]): string[] {
 
 const uniqueSorted = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);
 
+/** The sockmap opt-out: absent or "true" is on, "false" is off. */
+function sockmap(raw: string | undefined, problems: string[]): boolean {
+  if (raw === undefined || raw === 'true') return true;
+  if (raw === 'false') return false;
+  problems.push(`annotation ${ANNOTATIONS.sockmap}: '${raw}' must be "true" or "false"`);
+  return true;
+}
+
 export interface PodSettings {
   interception: InterceptionAnnotations;
   image: string;
@@ -95,6 +103,7 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
     excludeOutboundPorts: uniqueSorted(outbound),
     excludeOutboundCidrs: [...new Set(outCidrs)],
   };
+  if (!sockmap(a(ANNOTATIONS.sockmap), problems)) interception.sockmap = false;
   if (problems.length === 0) {
     try {
       validateInterception(interception);
@@ -107,7 +116,7 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
   return { interception, image, mode, resources };
 }
 
-/** The annotations the interceptor reads, as strings. */
+/** The annotations the interceptor reads, as strings. The sockmap opt-out is written only when set. */
 export function interceptionAnnotations(i: InterceptionAnnotations): Record<string, string> {
   return {
     [ANNOTATIONS.outboundPort]: String(i.outboundPort),
@@ -116,6 +125,7 @@ export function interceptionAnnotations(i: InterceptionAnnotations): Record<stri
     [ANNOTATIONS.excludeInboundPorts]: i.excludeInboundPorts.join(','),
     [ANNOTATIONS.excludeOutboundPorts]: i.excludeOutboundPorts.join(','),
     [ANNOTATIONS.excludeOutboundCidrs]: i.excludeOutboundCidrs.join(','),
+    ...(i.sockmap === false ? { [ANNOTATIONS.sockmap]: 'false' } : {}),
   };
 }
 
@@ -138,6 +148,7 @@ export function parseInterceptionAnnotations(annotations: Record<string, string>
     excludeOutboundPorts: ports(ANNOTATIONS.excludeOutboundPorts, annotations[ANNOTATIONS.excludeOutboundPorts] ?? '', problems),
     excludeOutboundCidrs: cidrs(ANNOTATIONS.excludeOutboundCidrs, annotations[ANNOTATIONS.excludeOutboundCidrs] ?? '', problems),
   };
+  if (!sockmap(annotations[ANNOTATIONS.sockmap], problems)) result.sockmap = false;
   if (problems.length) throw new AnnotationError(problems);
   return result;
 }

@@ -28,6 +28,8 @@ export const ANNOTATIONS = {
   excludeInboundPorts: `${DOMAIN}/exclude-inbound-ports`,
   excludeOutboundPorts: `${DOMAIN}/exclude-outbound-ports`,
   excludeOutboundCidrs: `${DOMAIN}/exclude-outbound-cidrs`,
+  /** "false": the pod's app <-> sidecar bytes take loopback TCP instead of sk_msg (for splice(2) readers). */
+  sockmap: `${DOMAIN}/sockmap-acceleration`,
 } as const;
 
 /** Per-pod sidecar overrides (user input only). */
@@ -53,4 +55,6 @@ export interface InterceptionAnnotations {
   excludeInboundPorts: number[];
   excludeOutboundPorts: number[];
   excludeOutboundCidrs: string[];
+  /** false only when the pod opts out; absent means true. */
+  sockmap?: boolean;
 }

@@ -148,11 +148,23 @@ describe('injection patch', () => {
     [SIDECAR_ANNOTATIONS.image, 'has space', `annotation ${SIDECAR_ANNOTATIONS.image}: 'has space' is not an image reference`],
     [SIDECAR_ANNOTATIONS.mode, 'sidecarish', `annotation ${SIDECAR_ANNOTATIONS.mode}: 'sidecarish' is not a mode`],
     [ANNOTATIONS.excludeOutboundPorts, Array.from({ length: 17 }, (_, i) => i + 1).join(','), 'has 17 ports; at most 16'],
+    [ANNOTATIONS.sockmap, 'off', `annotation ${ANNOTATIONS.sockmap}: 'off' must be "true" or "false"`],
   ])('a malformed %s is denied with a message naming it', (key, value, message) => {
     const r = inject(pod({ annotations: { [key]: value } }));
     expect(r.decision).toMatchObject({ action: 'deny', reason: 'invalid-annotation' });
     expect(r.decision.message).toContain(message);
     expect(r.patch).toEqual([]);
+  });
+
+  test('sockmap-acceleration "false" reaches the interceptor; absent or "true" leaves the default and writes nothing', () => {
+    const off = pod({ annotations: { [ANNOTATIONS.sockmap]: 'false' } });
+    const outOff = apply(off, inject(off).patch);
+    expect(parseInterceptionAnnotations(outOff.metadata!.annotations!)).toMatchObject({ sockmap: false });
+    for (const p of [pod(), pod({ annotations: { [ANNOTATIONS.sockmap]: 'true' } })]) {
+      const ops = inject(p).patch as { path: string }[];
+      expect(ops.some((o) => o.path.includes('sockmap-acceleration'))).toBe(false);
+      expect(parseInterceptionAnnotations(apply(p, ops).metadata!.annotations!).sockmap).toBeUndefined();
+    }
   });
 
   test('per-pod resources and image overrides are used', () => {

@@ -205,6 +205,7 @@ export const COUNTERS = [
   'SY_C_LB_NO_BACKEND',
   'SY_C_LB_MESH_DEFERRED',
   'SY_C_LB_REVERSED',
+  'SY_C_SOCKMAP_SKIPPED',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 
@@ -230,7 +231,12 @@ export interface PodConfig {
   excludeOutboundPorts: number[];
   excludeInboundPorts: number[];
   excludeOutboundCidrs: Cidr[];
+  /** false keeps the pod's sockets out of the sockhash (SY_POD_F_NO_SOCKMAP); absent means true. */
+  sockmap?: boolean;
 }
+
+/** enum sy_pod_flags */
+export const POD_FLAG_NO_SOCKMAP = 1;
 
 const off = (l: Layout, f: string) => l.fields[f][0];
 
@@ -247,6 +253,7 @@ export function encodePodConfig(p: PodConfig): Buffer {
   b.writeUInt8(p.excludeOutboundPorts.length, off(L, 'excluded_outbound_port_count'));
   b.writeUInt8(p.excludeInboundPorts.length, off(L, 'excluded_inbound_port_count'));
   b.writeUInt8(p.excludeOutboundCidrs.length, off(L, 'excluded_outbound_cidr_count'));
+  b.writeUInt8(p.sockmap === false ? POD_FLAG_NO_SOCKMAP : 0, off(L, 'flags'));
   p.excludeOutboundPorts.forEach((port, i) => b.writeUInt16LE(port, off(L, 'excluded_outbound_ports') + i * 2));
   p.excludeInboundPorts.forEach((port, i) => b.writeUInt16LE(port, off(L, 'excluded_inbound_ports') + i * 2));
   p.excludeOutboundCidrs.forEach((c, i) => {
@@ -283,6 +290,7 @@ export function decodePodConfig(b: Buffer): PodConfig {
     excludeOutboundPorts: ports('excluded_outbound_ports', b.readUInt8(off(L, 'excluded_outbound_port_count'))),
     excludeInboundPorts: ports('excluded_inbound_ports', b.readUInt8(off(L, 'excluded_inbound_port_count'))),
     excludeOutboundCidrs: cidrs,
+    sockmap: (b.readUInt8(off(L, 'flags')) & POD_FLAG_NO_SOCKMAP) === 0,
   };
 }
 

@@ -19,6 +19,11 @@ export interface Interception {
   excludeOutboundPorts: number[];
   excludeInboundPorts: number[];
   excludeOutboundCidrs: string[];
+  /**
+   * false keeps the pod's app <-> sidecar sockets off the sockmap (loopback
+   * TCP instead), for proxies or apps that read with splice(2). Absent: true.
+   */
+  sockmap?: boolean;
 }
 
 export const DEFAULT_INTERCEPTION: Interception = {

@@ -82,6 +82,7 @@ export const MAPS = [
   'sy_pod_by_ip',
   'sy_origdst',
   'sy_sock_hash',
+  'sy_sidecar_conns',
   'sy_counters',
   'sy_pod_counters',
   'sy_lb_frontends',
@@ -329,6 +330,7 @@ export class Dataplane {
       excludeOutboundPorts: interception.excludeOutboundPorts,
       excludeInboundPorts: interception.excludeInboundPorts,
       excludeOutboundCidrs: interception.cidrs,
+      sockmap: interception.sockmap !== false,
     };
 
     const key = encodeNetnsKey(netnsCookie);
