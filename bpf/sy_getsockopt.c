@@ -59,7 +59,8 @@ int sy_getsockopt(struct bpf_sockopt *ctx)
 
 	sy_barrier();
 	sy_tuple_fill(&t, bpf_get_netns_cookie(ctx), &remote, remote_port, &local, local_port);
-	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst, &t);
+	/* The transient map too: a tc-origin entry sock_ops could not move (sy_origdst full). */
+	struct sy_origdst *od = sy_origdst_find(&t);
 
 	if (!od) {
 		sy_count(SY_C_GETSOCKOPT_MISS);

@@ -10,8 +10,11 @@
  *   SYN_SENT -> CLOSE   : refused, reset or timed out: delete that entry
  *   active established  : the callback is no longer needed
  *   passive established : if the accepted socket carries an origdst, ask for
- *                         a state callback so the entry dies with the socket
- *   -> TCP_CLOSE        : delete that entry
+ *                         a state callback so the entry dies with the socket;
+ *                         a tc SYN's entry moves from the LRU
+ *                         sy_origdst_transient to sy_origdst (now it is live)
+ *   -> TCP_CLOSE        : delete that entry; a tc-origin one goes back to the
+ *                         LRU, where late retransmits (TIME_WAIT) still find it
  *   either, intra-pod   : an app <-> sidecar pair goes into sy_sock_hash for
  *                         sk_msg splicing (see "Which sockets are spliced")
  *
@@ -128,6 +131,25 @@ static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, struct sy
 		sy_count(SY_C_SOCKMAP_INSERTED);
 }
 
+/*
+ * The sidecar accepted a connection tc steered to it: its entry leaves the
+ * LRU for sy_origdst, where nothing evicts it. If sy_origdst is full it stays
+ * in the LRU (getsockopt and tc look there too) and is counted.
+ */
+static __always_inline int sy_tc_promote(const struct sy_tuple *t)
+{
+	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst_transient, t);
+
+	if (!od)
+		return 0;
+	if (bpf_map_update_elem(&sy_origdst, t, od, BPF_NOEXIST)) {
+		sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL);
+		return 1;
+	}
+	bpf_map_delete_elem(&sy_origdst_transient, t);
+	return 1;
+}
+
 static __always_inline void sy_on_connect(struct bpf_sock_ops *skops)
 {
 	struct sy_origdst od;
@@ -193,7 +215,7 @@ static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
 	if (sy_skops_endpoints(skops, &e))
 		return;
 	sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
-	redirected = bpf_map_lookup_elem(&sy_origdst, &t) != NULL;
+	redirected = bpf_map_lookup_elem(&sy_origdst, &t) != NULL || sy_tc_promote(&t);
 	if (redirected)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	pod = sy_splice_pod(netns, &e);
@@ -222,6 +244,7 @@ static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
 /* An accepted socket closes (client -> this end), or a connect never got past SYN_SENT (this end -> server). */
 static __always_inline void sy_on_close(struct bpf_sock_ops *skops, int never_established)
 {
+	struct sy_origdst *od;
 	struct sy_endpoints e;
 	struct sy_tuple t;
 	__u64 netns = bpf_get_netns_cookie(skops);
@@ -232,6 +255,15 @@ static __always_inline void sy_on_close(struct bpf_sock_ops *skops, int never_es
 		sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
 	else
 		sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
+	/*
+	 * A tc-origin flow's last packets may still come (the peer retransmits
+	 * its FIN when our final ACK is lost, and TIME_WAIT answers it): its
+	 * entry ages out in the LRU instead of vanishing, or that FIN would reach
+	 * the app's port untranslated and get an RST.
+	 */
+	od = bpf_map_lookup_elem(&sy_origdst, &t);
+	if (od && od->origin == SY_ORIGIN_TC_INBOUND)
+		bpf_map_update_elem(&sy_origdst_transient, &t, od, BPF_ANY);
 	if (bpf_map_delete_elem(&sy_origdst, &t) == 0)
 		sy_count(SY_C_SOCKOPS_ORIGDST_CLEANED);
 }

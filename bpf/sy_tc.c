@@ -10,8 +10,12 @@
  *   egress  packet  P:15003 -> C:c    becomes P:80 -> C:c    (the client sees :80)
  *
  * The entry is keyed exactly as sy_getsockopt looks it up, so the sidecar
- * reads P:80 as SO_ORIGINAL_DST. sy_sockops deletes it when the sidecar's
- * socket closes; an RST in either direction deletes it too. IPv4 and IPv6
+ * reads P:80 as SO_ORIGINAL_DST. A SYN's entry goes to the LRU
+ * sy_origdst_transient: a flood of SYNs that never complete evicts its own
+ * oldest entries and nothing else. sy_sockops moves the entry to sy_origdst
+ * when the sidecar's socket is established and back to the LRU when it
+ * closes (late FIN retransmits still reach the TIME_WAIT socket); an RST in
+ * either direction deletes it. IPv4 and IPv6
  * (no extension headers); anything else passes untouched.
  */
 #include <stddef.h>
@@ -133,6 +137,7 @@ int sy_tc_ingress(struct __sk_buff *skb)
 		}
 		struct sy_origdst *existing = bpf_map_lookup_elem(&sy_origdst, &t);
 
+		/* A connect-origin entry with the same tuple is a live connection of the pod's own. */
 		if (existing && existing->origin != SY_ORIGIN_TC_INBOUND) {
 			sy_count(SY_C_TC_DROPPED_COLLISION);
 			sy_pod_count(netns, dropped);
@@ -145,7 +150,7 @@ int sy_tc_ingress(struct __sk_buff *skb)
 			.pod_netns_cookie = netns,
 		};
 		/* Fail closed: an inbound flow we cannot track must not bypass the sidecar. */
-		if (bpf_map_update_elem(&sy_origdst, &t, &od, BPF_ANY)) {
+		if (bpf_map_update_elem(&sy_origdst_transient, &t, &od, BPF_ANY)) {
 			sy_count(SY_C_TC_DROPPED_MAP_FULL);
 			sy_pod_count(netns, dropped);
 			return TC_ACT_SHOT;
@@ -153,12 +158,12 @@ int sy_tc_ingress(struct __sk_buff *skb)
 		sy_count(SY_C_TC_INBOUND_NEW);
 		sy_pod_count(netns, tc_inbound_new);
 	} else {
-		struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst, &t);
+		struct sy_origdst *od = sy_origdst_find(&t);
 
 		if (!od || od->origin != SY_ORIGIN_TC_INBOUND || od->port != p.dport)
 			return TC_ACT_UNSPEC;
 		if (p.rst)
-			bpf_map_delete_elem(&sy_origdst, &t);
+			sy_origdst_forget(&t);
 	}
 
 	if (sy_rewrite_port(skb, p.l4_offset, offsetof(struct tcphdr, dest), p.dport, inbound))
@@ -182,7 +187,7 @@ int sy_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 
 	sy_tuple_fill(&t, 0, &p.daddr, p.dport, &p.saddr, p.sport);
-	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst, &t);
+	struct sy_origdst *od = sy_origdst_find(&t);
 
 	/* Connect-path entries share the key space; their peers expect :15003. */
 	if (!od || od->origin != SY_ORIGIN_TC_INBOUND)
@@ -190,7 +195,7 @@ int sy_tc_egress(struct __sk_buff *skb)
 	__u16 original = od->port;
 
 	if (p.rst)
-		bpf_map_delete_elem(&sy_origdst, &t);
+		sy_origdst_forget(&t);
 	if (sy_rewrite_port(skb, p.l4_offset, offsetof(struct tcphdr, source), p.sport, original))
 		return TC_ACT_SHOT;
 	sy_count(SY_C_TC_OUTBOUND_PACKETS);

@@ -12,7 +12,7 @@ APT_PACKAGES=(
   containernetworking-plugins                           # real CNI peers
   etcd-server openssl curl unzip ca-certificates        # the lab control plane; fetching a Go toolchain
   iptables conntrack wrk sockperf iperf3                # bench baselines and load tools
-  python3                                               # test peers (splice readers)
+  python3 nftables                                      # test peers (splice readers, SYN flood), nft inside test netns
 )
 
 missing=()

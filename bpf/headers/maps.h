@@ -47,6 +47,37 @@ struct {
 } sy_origdst SEC(".maps");
 
 /*
+ * tc-origin entries that no live socket holds: an inbound SYN's until the
+ * sidecar has accepted the connection (sock_ops then moves it to
+ * sy_origdst), and a closed connection's, so that a retransmitted FIN or
+ * final ACK is still translated to the TIME_WAIT socket. LRU: a SYN flood
+ * evicts the oldest half-open entries here and never fills sy_origdst,
+ * where every entry is a live connection and an eviction would break it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_tuple);
+	__type(value, struct sy_origdst);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_origdst_transient SEC(".maps");
+
+/* An original destination by tuple: a live connection's, else a transient tc-origin one. */
+static __always_inline struct sy_origdst *sy_origdst_find(const struct sy_tuple *t)
+{
+	struct sy_origdst *od = bpf_map_lookup_elem(&sy_origdst, t);
+
+	return od ? od : bpf_map_lookup_elem(&sy_origdst_transient, t);
+}
+
+/* Forgets a tuple in both maps (an RST ends the flow whichever holds it). */
+static __always_inline void sy_origdst_forget(const struct sy_tuple *t)
+{
+	bpf_map_delete_elem(&sy_origdst, t);
+	bpf_map_delete_elem(&sy_origdst_transient, t);
+}
+
+/*
  * Intra-pod connections opened by a sidecar, keyed by the connecting
  * socket's sy_sock_key: the accepting end reads it to tell a sidecar -> app
  * pair (accelerated) from the sidecar's own internal connections (left

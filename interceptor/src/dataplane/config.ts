@@ -113,6 +113,8 @@ export interface MapSizes {
   /** Only with the socket-cookie hand-off (older kernels; bpf/headers/handoff.h). */
   sy_origdst_by_cookie: number;
   sy_origdst: number;
+  /** tc-origin entries of half-open and just-closed inbound connections (LRU: a SYN flood evicts here). */
+  sy_origdst_transient: number;
   sy_sock_hash: number;
   sy_lb_frontends: number;
   sy_lb_backends: number;
@@ -127,6 +129,7 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_pod_by_ip: 8192,
   sy_origdst_by_cookie: 65536,
   sy_origdst: 65536,
+  sy_origdst_transient: 16384,
   sy_sock_hash: 65536,
   sy_lb_frontends: 16384,
   sy_lb_backends: 131072,

@@ -81,6 +81,7 @@ export const MAPS = [
   'sy_pods',
   'sy_pod_by_ip',
   'sy_origdst',
+  'sy_origdst_transient',
   'sy_sock_hash',
   'sy_sidecar_conns',
   'sy_counters',
@@ -406,13 +407,15 @@ export class Dataplane {
     return raw ? decodePodRef(raw) : null;
   }
 
-  /** Drops connection entries that point at a pod that is gone. */
+  /** Drops connection entries that point at a pod that is gone, live and transient. */
   private sweepOrigDst(netnsCookie: bigint): number {
     const n = native();
     let removed = 0;
-    for (const k of n.mapKeys(this.fd('sy_origdst'))) {
-      const v = n.mapLookup(this.fd('sy_origdst'), k);
-      if (v && decodeOrigDst(v).podNetnsCookie === netnsCookie && n.mapDelete(this.fd('sy_origdst'), k)) removed++;
+    for (const m of ['sy_origdst', 'sy_origdst_transient'] as const) {
+      for (const k of n.mapKeys(this.fd(m))) {
+        const v = n.mapLookup(this.fd(m), k);
+        if (v && decodeOrigDst(v).podNetnsCookie === netnsCookie && n.mapDelete(this.fd(m), k)) removed++;
+      }
     }
     return removed;
   }
@@ -569,7 +572,7 @@ export class Dataplane {
   /** Current entries and capacity of every sized map, for fill metrics. */
   mapFill(): Record<string, { entries: number; max: number }> {
     const out: Record<string, { entries: number; max: number }> = {};
-    for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst', 'sy_pod_counters'] as const) {
+    for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst', 'sy_origdst_transient', 'sy_pod_counters'] as const) {
       out[m] = { entries: native().mapKeys(this.fd(m)).length, max: native().mapInfo(this.fd(m)).maxEntries };
     }
     return out;
