@@ -51,7 +51,7 @@ export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
 
 export function validateAgentConfig(raw: unknown): AgentConfig {
   const problems: string[] = [];
-  if (typeof raw !== 'object' || raw === null) throw new ConfigError('agent configuration', ['it must be a mapping of settings']);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('agent configuration', ['it must be a mapping of settings']);
   const r = raw as Record<string, unknown>;
   const known = new Set([...Object.keys(AGENT_DEFAULTS), 'nodeName', 'cgroupPath', 'podCgroupRoot', 'kubeconfig']);
   for (const k of Object.keys(r)) if (!known.has(k)) problems.push(`unknown setting '${k}'`);
@@ -109,6 +109,7 @@ export function loadAgentConfig(file: string): AgentConfig {
   } catch (e) {
     throw new ConfigError('agent configuration', [`cannot read ${file}: ${(e as Error).message}`]);
   }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return validateAgentConfig(raw);
   const r = { ...(raw as Record<string, unknown>) };
   if (r.nodeName === undefined && process.env.NODE_NAME) r.nodeName = process.env.NODE_NAME;
   if (r.kubeconfig === undefined && process.env.KUBECONFIG) r.kubeconfig = process.env.KUBECONFIG;

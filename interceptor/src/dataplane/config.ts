@@ -139,6 +139,9 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
 };
 
 export function validateMapSizes(sizes: Partial<MapSizes>): MapSizes {
+  if (typeof sizes !== 'object' || sizes === null || Array.isArray(sizes)) {
+    throw new ConfigError('map sizes', [`mapSizes must be a mapping of map names to entry counts, got ${JSON.stringify(sizes)}`]);
+  }
   const problems: string[] = [];
   const out = { ...DEFAULT_MAP_SIZES };
   for (const [name, value] of Object.entries(sizes)) {

@@ -53,10 +53,12 @@ export function kubeconfigConnection(file: string): Connection {
   } catch (e) {
     throw new KubeConfigError(file, `cannot read the kubeconfig: ${(e as Error).message}`);
   }
-  const named = (list: unknown, name: string, what: string) => {
+  const named = (list: unknown, name: unknown, what: string) => {
     const hit = Array.isArray(list) ? list.find((x) => x?.name === name) : undefined;
-    if (!hit) throw new KubeConfigError(file, `the current context names ${what} '${name}', which is not defined`);
-    return hit[what] ?? {};
+    if (!hit) throw new KubeConfigError(file, `the current context names ${what} '${String(name)}', which is not defined`);
+    const entry = hit[what] ?? {};
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw new KubeConfigError(file, `${what} '${String(name)}' must be a mapping`);
+    return entry;
   };
   const current = doc?.['current-context'];
   if (typeof current !== 'string' || !current) throw new KubeConfigError(file, 'no current-context is set');
@@ -64,15 +66,29 @@ export function kubeconfigConnection(file: string): Connection {
   const cluster = named(doc.clusters, context.cluster, 'cluster');
   const user = context.user ? named(doc.users, context.user, 'user') : {};
   if (typeof cluster.server !== 'string') throw new KubeConfigError(file, `cluster '${context.cluster}' has no server`);
+  let server: URL;
+  try {
+    server = new URL(cluster.server);
+  } catch {
+    throw new KubeConfigError(file, `cluster '${context.cluster}' has server '${cluster.server}', which is not a URL such as https://10.0.0.1:6443`);
+  }
+  if (server.protocol !== 'https:' && server.protocol !== 'http:') throw new KubeConfigError(file, `cluster '${context.cluster}' has server '${cluster.server}': only https:// and http:// are supported`);
   const rel = (p: string) => (path.isAbsolute(p) ? p : path.join(path.dirname(file), p));
-  const material = (data: unknown, ref: unknown): Buffer | undefined =>
-    typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? fs.readFileSync(rel(ref)) : undefined;
+  const read = (what: string, p: string) => {
+    try {
+      return fs.readFileSync(rel(p));
+    } catch (e) {
+      throw new KubeConfigError(file, `cannot read the ${what} file ${rel(p)}: ${(e as Error).message}`);
+    }
+  };
+  const material = (what: string, data: unknown, ref: unknown): Buffer | undefined =>
+    typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? read(what, ref) : undefined;
   const tokenFile = typeof user.tokenFile === 'string' ? rel(user.tokenFile) : undefined;
   return {
-    server: new URL(cluster.server),
-    ca: material(cluster['certificate-authority-data'], cluster['certificate-authority']),
-    cert: material(user['client-certificate-data'], user['client-certificate']),
-    key: material(user['client-key-data'], user['client-key']),
+    server,
+    ca: material('certificate-authority', cluster['certificate-authority-data'], cluster['certificate-authority']),
+    cert: material('client-certificate', user['client-certificate-data'], user['client-certificate']),
+    key: material('client-key', user['client-key-data'], user['client-key']),
     token: typeof user.token === 'string' ? () => user.token : tokenFile ? () => fs.readFileSync(tokenFile, 'utf8').trim() : undefined,
     insecureSkipTLSVerify: cluster['insecure-skip-tls-verify'] === true,
   };
