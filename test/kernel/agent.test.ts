@@ -5,161 +5,49 @@
  * chaining. The agent is a real process; the API server is an in-process
  * list/watch server (the lab issue brings a real kube-apiserver).
  */
-import { randomUUID } from 'crypto';
 import fc from 'fast-check';
 import * as fs from 'fs';
 import * as http from 'http';
-import * as os from 'os';
 import * as path from 'path';
-import { native, projectRoot } from '../../native';
-import { DEFAULT_CONFIG } from '../../webhook/src/config';
-import { interceptionAnnotations, podSettings } from '../../webhook/src/annotations';
-import { ANNOTATIONS, MANAGED_LABEL } from '../../webhook/src/contract';
+import { native } from '../../native';
+import { ANNOTATIONS } from '../../webhook/src/contract';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { encodeAddr } from '../../interceptor/src/dataplane/addr';
-import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
 import { run as cli } from '../../cli/main';
 import { CniPluginError, CniRuntime, execPlugin, Invocation } from '../../lab/src/cni-runtime';
 import { FakeApiServer } from '../helpers/fake-apiserver';
+import { AgentNode, CNI_BIN, TestPod } from '../helpers/agent-node';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, NodeNs, sh } from '../../lab/src/netlab';
 import { Proc, waitUntil } from '../../lab/src/proc';
 import { accessMatching } from '../helpers/access-log';
 
-const CNI_BIN = ['/usr/lib/cni', '/opt/cni/bin', path.join(projectRoot(), 'build', 'cni')];
 const NODE = 'node-a';
 
-interface TestPod {
-  name: string;
-  uid: string;
-  netns: string;
-  netnsPath: string;
-  cgroup: string;
-  inv: Invocation;
-  result?: { ips: { address: string }[] };
-  ip?: string;
-}
-
 describeKernel('interceptor agent and switchyard-cni', () => {
+  const h = new AgentNode({ nodeSubnet: '10.70.0', podSubnet: '10.71.0.0/16', nodeName: NODE });
   let lab: NetLab;
   let node: NodeNs;
   let api: FakeApiServer;
   let tmp: string;
-  let agent: Proc;
   let runtime: CniRuntime;
-  let kubepods: string;
-  let configFile: string;
   let socket: string;
-  let metricsPort = 0;
   let dp: Dataplane;
-  const defaults = interceptionAnnotations(podSettings({}, DEFAULT_CONFIG).interception);
-
-  const apiPod = (name: string, uid: string, mesh: boolean, annotations: Record<string, string> = {}) => ({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'apps', uid, labels: mesh ? { [MANAGED_LABEL]: 'true' } : {}, annotations: mesh ? { ...defaults, ...annotations } : annotations },
-    spec: { nodeName: NODE, containers: [{ name: 'app', image: 'app' }] },
-  });
-
-  /** What the kubelet and runtime do before CNI ADD: API object, pod cgroup, sandbox netns. */
-  function sandbox(name: string, mesh: boolean, opts: { inApi?: boolean; annotations?: Record<string, string> } = {}): TestPod {
-    const uid = randomUUID();
-    if (opts.inApi !== false) api.upsert(apiPod(name, uid, mesh, opts.annotations));
-    const cgroup = lab.addCgroupAt('kubepods', `pod${uid}`);
-    const netns = lab.addNetns(name);
-    const netnsPath = `/var/run/netns/${netns}`;
-    const containerId = uid.replace(/-/g, '');
-    return {
-      name,
-      uid,
-      netns,
-      netnsPath,
-      cgroup,
-      inv: { containerId, netnsPath, ifname: 'eth0', args: { IgnoreUnknown: '1', K8S_POD_NAMESPACE: 'apps', K8S_POD_NAME: name, K8S_POD_UID: uid, K8S_POD_INFRA_CONTAINER_ID: containerId } },
-    };
-  }
-
-  async function add(p: TestPod) {
-    const runs = await runtime.add(p.inv);
-    p.result = runs[runs.length - 1].output as TestPod['result'];
-    p.ip = p.result!.ips[0].address.split('/')[0];
-    return runs;
-  }
-
-  function agentGet(urlPath: string): Promise<any> {
-    return new Promise((resolve, reject) =>
-      http.get({ socketPath: socket, path: urlPath, agent: false }, (res) => {
-        let d = '';
-        res.on('data', (c) => (d += c)).on('end', () => resolve(JSON.parse(d)));
-      }).on('error', reject),
-    );
-  }
-
-  /** One request to the agent's CNI API, as switchyard-cni makes it (a string body is sent as it is). */
-  function agentPost(urlPath: string, body: unknown): Promise<{ status: number; body: any }> {
-    return new Promise((resolve, reject) => {
-      const req = http.request({ socketPath: socket, path: urlPath, method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
-        let d = '';
-        res.on('data', (c) => (d += c)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(d) }));
-      });
-      req.on('error', (e) => reject(new Error(`POST ${urlPath}: ${e.message}; agent exit ${agent.exitCode} ${agent.stderr.slice(-1500)}`)));
-      req.end(typeof body === 'string' ? body : JSON.stringify(body));
-    });
-  }
-  const addBody = (p: TestPod, ips: string[], ifname = 'eth0') => ({ containerId: p.inv.containerId, netns: p.netnsPath, ifname, podNamespace: 'apps', podName: p.name, podUid: p.uid, ips });
-
-  async function startAgent(): Promise<void> {
-    agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', configFile], { label: 'agent' });
-    const ready = await agent.waitForJson((o) => o.event === 'ready', 30000);
-    metricsPort = Number(ready.metricsPort);
-  }
+  const sandbox: AgentNode['sandbox'] = (...a) => h.sandbox(...a);
+  const add: AgentNode['add'] = (p) => h.add(p);
+  const agentGet: AgentNode['agentGet'] = (u) => h.agentGet(u);
+  const agentPost: AgentNode['agentPost'] = (u, b) => h.agentPost(u, b);
+  const addBody: AgentNode['addBody'] = (...a) => h.addBody(...a);
+  const startAgent = () => h.startAgent();
 
   beforeAll(async () => {
     requireKernel();
-    lab = new NetLab();
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-agent-'));
-    node = lab.addNode('node', '10.70.0');
-    kubepods = lab.addCgroupAt('kubepods');
-    api = new FakeApiServer('/api/v1/pods', 'PodList');
-    const url = await api.start();
-    const kubeconfig = path.join(tmp, 'kubeconfig');
-    fs.writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters: [{name: lab, cluster: {server: "${url}"}}]\nusers: [{name: agent, user: {}}]\ncontexts: [{name: lab, context: {cluster: lab, user: agent}}]\ncurrent-context: lab\n`);
-    socket = path.join(tmp, 'agent.sock');
-    configFile = path.join(tmp, 'agent.yaml');
-    fs.writeFileSync(
-      configFile,
-      JSON.stringify({
-        nodeName: NODE,
-        cgroupPath: lab.cgroupRoot,
-        podCgroupRoot: kubepods,
-        pinRoot: lab.pinRoot,
-        socketPath: socket,
-        metricsPort: 0,
-        metricsHost: '127.0.0.1',
-        stateDir: path.join(tmp, 'state'),
-        kubeconfig,
-        podWaitMs: 500,
-        serviceLoadBalancing: false, // this API server serves pods only; test/kernel/lb.test.ts covers Services
-      }),
-    );
-    runtime = new CniRuntime(node.netns, CNI_BIN, {
-      cniVersion: '1.0.0',
-      name: 'lab-net',
-      plugins: [
-        { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: '10.71.0.0/16', dataDir: path.join(tmp, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } },
-        { type: 'switchyard-cni', agentSocket: socket, logFile: path.join(tmp, 'cni.log') },
-      ],
-    });
-    await startAgent();
-    dp = Dataplane.adopt({ pinRoot: lab.pinRoot, cgroupPath: lab.cgroupRoot });
+    await h.start();
+    ({ lab, node, api, tmp, runtime, socket, dp } = h);
   });
 
   afterAll(async () => {
-    dp?.close();
-    await agent?.stop('SIGTERM');
-    await api?.stop();
-    await lab?.cleanup();
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    await h.stop();
   });
 
   let plainServer: TestPod;
@@ -179,7 +67,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     expect(status).toMatchObject({ namespace: 'apps', name: 'mesh-1', uid: p.uid, ips: [p.ip], cgroup: p.cgroup, ifname: 'eth0' });
     expect(BigInt(status.netnsCookie)).toBe(native().netnsCookie(p.netnsPath));
     expect(native().tcQuery(p.netnsPath, 'eth0', 'ingress', 1, 0x5359)).not.toBeNull();
-    expect(agent.lines.some((l) => l.includes('msg="pod registered"') && l.includes('pod=apps/mesh-1') && l.includes(`netns_cookie=${status.netnsCookie}`))).toBe(true);
+    expect(h.agent.lines.some((l) => l.includes('msg="pod registered"') && l.includes('pod=apps/mesh-1') && l.includes(`netns_cookie=${status.netnsCookie}`))).toBe(true);
 
     // The very first connection from the pod goes to the (absent) sidecar: refused, never to the server.
     const probe = lab.spawn({ netns: p.netns, cgroup: p.cgroup }, ['bash', '-c', `exec 3<>/dev/tcp/${plainServer.ip}/8080 && echo ESCAPED || echo refused`], { uid: 1000 });
@@ -193,7 +81,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     const runs = await add(p);
     expect(runs[1].output).toEqual(runs[0].output);
     expect((await agentGet('/v1/status')).pods.map((x: { name: string }) => x.name)).not.toContain('plain-1');
-    await agent.waitForLine((l) => l.includes('pod=apps/plain-1') && l.includes('reason=not-managed'));
+    await h.agent.waitForLine((l) => l.includes('pod=apps/plain-1') && l.includes('reason=not-managed'));
   });
 
   test('CHECK passes for a registered pod and fails, with a CNI error, when its entry is gone', async () => {
@@ -299,7 +187,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     process.stdout.write(`agent API fuzz: 1000 requests: ${counts.registered} registered, ${counts.otherOk} other answers, ${counts.refused} refused\n`);
     expect(counts.registered).toBeGreaterThan(0);
     expect(counts.refused).toBeGreaterThan(0);
-    expect(agent.exitCode).toBeNull();
+    expect(h.agent.exitCode).toBeNull();
     expect([...dp.pods().keys()].filter((c) => c !== cookie)).toEqual(othersBefore);
     await runtime.del(p.inv, p.result);
   });
@@ -413,7 +301,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     await add(gone);
     const goneCookie = native().netnsCookie(gone.netnsPath);
 
-    await agent.stop('SIGKILL');
+    await h.agent.stop('SIGKILL');
     // Agent down: new connections are still redirected (pinned programs and maps).
     const during = await lab.run(pod, 'test/fixtures/client.js', ['--host', plainServer.ip!, '--port', '8080', '--bytes', '100000'], { uid: 1000 });
     expect(during).toMatchObject({ intact: true, peer: '127.0.0.1:15001' });
@@ -421,8 +309,8 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     api.remove('mesh-gone');
 
     await startAgent();
-    await agent.waitForLine((l) => l.includes('msg="interceptor ready"'));
-    expect(agent.lines.some((l) => l.includes('adopted the pinned dataplane'))).toBe(true);
+    await h.agent.waitForLine((l) => l.includes('msg="interceptor ready"'));
+    expect(h.agent.lines.some((l) => l.includes('adopted the pinned dataplane'))).toBe(true);
     expect(dp.pod(goneCookie)).toBeNull();
     expect((await agentGet('/v1/status')).pods.map((x: { name: string }) => x.name)).toContain('mesh-restart');
 
@@ -440,7 +328,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     const obj = api.get('mesh-update')!;
     api.upsert({ ...obj, metadata: { ...obj.metadata, annotations: { ...(obj.metadata.annotations as object), [ANNOTATIONS.excludeOutboundPorts]: '5432,6379' } } } as never);
     await waitUntil(() => dp.pod(cookie)?.excludeOutboundPorts.join(',') === '5432,6379', 'settings pushed to sy_pods');
-    await agent.waitForLine((l) => l.includes('msg="pod settings updated"') && l.includes('pod=apps/mesh-update'));
+    await h.agent.waitForLine((l) => l.includes('msg="pod settings updated"') && l.includes('pod=apps/mesh-update'));
     api.remove('mesh-update');
     await waitUntil(() => dp.pod(cookie) === null, 'pod unregistered on delete');
   });
@@ -454,12 +342,12 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     await waitUntil(() => fs.readFileSync(path.join(p.cgroup, 'cgroup.procs'), 'utf8').trim() !== '', 'pod process started');
     const obj = api.get('mesh-missed')!;
     api.upsert({ ...obj, status: { podIP: p.ip, podIPs: [{ ip: p.ip }] } } as never);
-    await agent.stop('SIGKILL');
+    await h.agent.stop('SIGKILL');
     dp.unregisterPod(cookie); // lost while the agent was down
     fs.rmSync(path.join(tmp, 'state', `${p.inv.containerId}.json`));
     await startAgent();
     await waitUntil(() => dp.pod(cookie) !== null, 're-registered by reconcile');
-    expect(agent.lines.some((l) => l.includes('pod=apps/mesh-missed') && l.includes('reason=reconcile-missing'))).toBe(true);
+    expect(h.agent.lines.some((l) => l.includes('pod=apps/mesh-missed') && l.includes('reason=reconcile-missing'))).toBe(true);
     await sleeper.stop();
   });
 
@@ -498,7 +386,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     await probe.wait();
     const out: string[] = [];
     const code = await cli(['status', '--socket', socket], (s) => out.push(s), (s) => out.push(s));
-    if (code !== 0) throw new Error(`switchyard status failed: ${out.join('')}\nagent exit ${agent.exitCode}: ${agent.stderr.slice(-2000)}`);
+    if (code !== 0) throw new Error(`switchyard status failed: ${out.join('')}\nagent exit ${h.agent.exitCode}: ${h.agent.stderr.slice(-2000)}`);
     expect(out.join('')).toMatch(/NAMESPACE\s+POD\s+IPS\s+NETNS-COOKIE/);
     expect(out.join('')).toMatch(new RegExp(`apps\\s+mesh-status\\s+${p.ip!.replace(/\./g, '\\.')}\\s+\\d+\\s+1\\s`));
     const detail: string[] = [];
@@ -515,7 +403,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     const unknown = sandbox('mesh-unknown', true, { inApi: false });
     await expect(runtime.add(unknown.inv)).rejects.toMatchObject({ error: { code: 11 } });
     const metrics = await new Promise<string>((resolve, reject) =>
-      http.get({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
+      http.get({ host: '127.0.0.1', port: h.metricsPort, path: '/metrics' }, (res) => {
         let d = '';
         res.on('data', (c) => (d += c)).on('end', () => resolve(d));
       }).on('error', reject),
@@ -540,7 +428,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
           let d = '';
           res.on('data', (c) => (d += c)).on('end', () => resolve(JSON.parse(d)));
         });
-        req.on('error', (e) => reject(new Error(`ADD ${p.name}: ${e.message}; agent exit ${agent.exitCode} ${agent.stderr.slice(-1500)} ${agent.lines.slice(-5).join('\n')}`)));
+        req.on('error', (e) => reject(new Error(`ADD ${p.name}: ${e.message}; agent exit ${h.agent.exitCode} ${h.agent.stderr.slice(-1500)} ${h.agent.lines.slice(-5).join('\n')}`)));
         req.end(JSON.stringify({ containerId: p.inv.containerId, netns: p.netnsPath, ifname: 'eth0', podNamespace: 'apps', podName: p.name, podUid: p.uid, ips: [`10.72.${i >> 8}.${i & 255}`] }));
       });
     // ADDs arrive at bounded concurrency (the kubelet's sandbox workers), here 16 in flight.
@@ -549,7 +437,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     expect(replies.filter((r) => r.registered)).toHaveLength(1000);
     expect((await agentGet('/v1/status')).pods.filter((x: { name: string }) => x.name.startsWith('scale-'))).toHaveLength(1000);
     expect(dp.mapFill().sy_pods.entries).toBeGreaterThanOrEqual(1000);
-    const rss = Number(fs.readFileSync(`/proc/${agent.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]) / 1024;
+    const rss = Number(fs.readFileSync(`/proc/${h.agent.pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)![1]) / 1024;
     process.stdout.write(`agent RSS with ${dp.mapFill().sy_pods.entries} pods registered: ${rss.toFixed(0)} MiB\n`);
     for (const p of pods) await new Promise((r) => http.request({ socketPath: socket, path: '/v1/cni/del', method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => res.resume().on('end', r)).end(JSON.stringify({ containerId: p.inv.containerId, netns: p.netnsPath, ifname: 'eth0', podNamespace: 'apps', podName: p.name })));
     expect(dp.pods().size).toBeLessThan(50);
