@@ -124,11 +124,22 @@ static __always_inline struct sy_pod_config *sy_splice_pod(__u64 netns, const st
 
 static __always_inline void sy_sockmap_add(struct bpf_sock_ops *skops, struct sy_sock_key *key)
 {
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+	__u64 addr;
+
 	/* A full sockhash only costs speed: the socket keeps plain TCP. */
-	if (bpf_sock_hash_update(skops, &sy_sock_hash, key, BPF_NOEXIST))
+	if (bpf_sock_hash_update(skops, &sy_sock_hash, key, BPF_NOEXIST)) {
 		sy_count(SY_C_SOCKMAP_FULL);
-	else
-		sy_count(SY_C_SOCKMAP_INSERTED);
+		return;
+	}
+	sy_count(SY_C_SOCKMAP_INSERTED);
+	/* Where sk_msg finds this socket's receive state when it is the peer (backpressure). */
+	tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+	if (!tp)
+		return;
+	addr = (__u64)(unsigned long)tp;
+	bpf_map_update_elem(&sy_sock_addr, key, &addr, BPF_ANY);
 }
 
 /*

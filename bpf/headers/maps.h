@@ -92,6 +92,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_sidecar_conns SEC(".maps");
 
+/*
+ * The kernel address of each socket in sy_sock_hash, by the same key, so
+ * that sk_msg can read its peer's receive state for backpressure
+ * (sy_skmsg.c); sk_msg programs may not take a reference on a socket. Written
+ * when sock_ops inserts the socket (storing an address needs CAP_PERFMON, as
+ * reading through it with bpf_probe_read_kernel does). LRU, so that closed
+ * sockets' entries age out: a stale entry can only be read for a peer that
+ * has left the sockhash, whose message takes TCP anyway, and a read through a
+ * stale address cannot fault.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct sy_sock_key);
+	__type(value, __u64);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sy_sock_addr SEC(".maps");
+
 /* Intra-pod sockets of app <-> sidecar pairs, for sk_msg splicing. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -148,6 +148,7 @@ enum sy_counter {
 	SY_C_LB_MESH_DEFERRED,           /* a mesh app's connect to a frontend: its sidecar balances */
 	SY_C_LB_REVERSED,                /* getpeername/recvmsg answered with the frontend */
 	SY_C_SOCKMAP_SKIPPED,            /* intra-pod socket kept out of the sockhash: not app <-> sidecar, or the pod opted out */
+	SY_C_SKMSG_PASSED_BACKPRESSURE,  /* message sent by TCP: the peer's psock queue was full, or TCP bytes were unread */
 	SY_C_MAX,
 };
 

@@ -206,6 +206,7 @@ export const COUNTERS = [
   'SY_C_LB_MESH_DEFERRED',
   'SY_C_LB_REVERSED',
   'SY_C_SOCKMAP_SKIPPED',
+  'SY_C_SKMSG_PASSED_BACKPRESSURE',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

@@ -116,6 +116,8 @@ export interface MapSizes {
   /** tc-origin entries of half-open and just-closed inbound connections (LRU: a SYN flood evicts here). */
   sy_origdst_transient: number;
   sy_sock_hash: number;
+  /** Addresses of the sockhash's sockets, for sk_msg backpressure: size it like sy_sock_hash. */
+  sy_sock_addr: number;
   sy_lb_frontends: number;
   sy_lb_backends: number;
   sy_lb_affinity: number;
@@ -131,6 +133,7 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_origdst: 65536,
   sy_origdst_transient: 16384,
   sy_sock_hash: 65536,
+  sy_sock_addr: 65536,
   sy_lb_frontends: 16384,
   sy_lb_backends: 131072,
   sy_lb_affinity: 65536,

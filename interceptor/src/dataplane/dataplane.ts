@@ -83,6 +83,7 @@ export const MAPS = [
   'sy_origdst',
   'sy_origdst_transient',
   'sy_sock_hash',
+  'sy_sock_addr',
   'sy_sidecar_conns',
   'sy_counters',
   'sy_pod_counters',
