@@ -65,6 +65,7 @@ export function summarise(runs: RunResult[]) {
         reqPerSec: m('reqPerSec'),
         latP99Us: m('latP99Us'),
         gbitPerSec: m('gbitPerSec'),
+        bufferedAtEndMB: m('bufferedAtEndBytes') / 1e6,
         cpuUsPerUnit: median(rs.map((r) => r.cgroupCpuUs / r.units)),
         hostCpuUsPerUnit: median(rs.map((r) => r.hostCpuUs / r.units)),
       };
@@ -82,6 +83,7 @@ export function summarise(runs: RunResult[]) {
     'd/c sockperf 1KB p50 (target <= 0.6)': ratio('sockperf-1KB', 'p50Us', 'd', 'c'),
     'd/c sockperf 16KB p50 (target <= 0.6)': ratio('sockperf-16KB', 'p50Us', 'd', 'c'),
     'd/c iperf3 Gbit/s': ratio('iperf3-128K', 'gbitPerSec', 'd', 'c'),
+    'd/c iperf3 written but not received at the deadline (target <= 2)': ratio('iperf3-128K', 'bufferedAtEndMB', 'd', 'c'),
     'b/a short-connection req/s': ratio('wrk-short-c16', 'reqPerSec', 'b', 'a'),
     'c/a short-connection req/s': ratio('wrk-short-c16', 'reqPerSec', 'c', 'a'),
   };
@@ -168,7 +170,11 @@ function markdown(
       lines.push(`| ${w} | req/s | ${SCENARIOS.map((sc) => f(row[sc].reqPerSec, 0)).join(' | ')} |`, `| ${w} | p99 µs | ${SCENARIOS.map((sc) => f(row[sc].latP99Us, 0)).join(' | ')} |`);
       lines.push(`| ${w} | CPU µs/req (pods' cgroups) | ${SCENARIOS.map((sc) => f(row[sc].cpuUsPerUnit)).join(' | ')} |`);
     } else {
-      lines.push(`| ${w} | Gbit/s | ${SCENARIOS.map((sc) => f(row[sc].gbitPerSec, 2)).join(' | ')} |`, `| ${w} | CPU µs/MB | ${SCENARIOS.map((sc) => f(row[sc].cpuUsPerUnit)).join(' | ')} |`);
+      lines.push(
+        `| ${w} | Gbit/s | ${SCENARIOS.map((sc) => f(row[sc].gbitPerSec, 2)).join(' | ')} |`,
+        `| ${w} | CPU µs/MB | ${SCENARIOS.map((sc) => f(row[sc].cpuUsPerUnit)).join(' | ')} |`,
+        `| ${w} | MB written, not received at the deadline | ${SCENARIOS.map((sc) => f(row[sc].bufferedAtEndMB, 1)).join(' | ')} |`,
+      );
     }
   }
   lines.push('', '## BPF cost per program (kernel.bpf_stats_enabled, over the whole run)', '', '| program | c ns/run | d ns/run | d runs |', '|---|---|---|---|');
