@@ -20,7 +20,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
-import { DEFAULT_CONFIG, InjectorConfig } from '../webhook/src/config';
+import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
 import type { ServiceStatus } from '../interceptor/src/lb/controller';
@@ -46,11 +46,6 @@ function readInput(args: string[]): string {
   return fs.readFileSync(f === '-' ? 0 : f, 'utf8');
 }
 
-export function loadConfig(file?: string): InjectorConfig {
-  if (!file) return DEFAULT_CONFIG;
-  const patch = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<InjectorConfig>;
-  return { ...DEFAULT_CONFIG, ...patch, sidecar: { ...DEFAULT_CONFIG.sidecar, ...(patch.sidecar ?? {}) } };
-}
 
 const DEFAULT_SOCKET = '/run/switchyard/agent.sock';
 

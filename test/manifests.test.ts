@@ -17,7 +17,7 @@ import { projectRoot } from '../native';
 import { validateAgentConfig } from '../interceptor/src/agent/config';
 import { run as cli } from '../cli/main';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
-import { loadConfig } from '../cli/main';
+import { loadConfig } from '../webhook/src/config';
 
 const DIR = path.join(projectRoot(), 'manifests');
 const MODELS: Record<string, new (o: any) => { validate(): void }> = {

@@ -1,4 +1,5 @@
 /** Injector configuration: what the sidecar looks like and the node-wide defaults. */
+import * as fs from 'fs';
 import { DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_SIDECAR_UID } from '../../interceptor/src/dataplane/config';
 
 export type SidecarMode = 'native' | 'classic';
@@ -43,3 +44,10 @@ export const DEFAULT_CONFIG: InjectorConfig = {
   excludeOutboundPorts: [],
   excludeOutboundCidrs: [],
 };
+
+/** The defaults, overridden by a JSON file (--config) whose sidecar settings merge over the default sidecar. */
+export function loadConfig(file?: string): InjectorConfig {
+  if (!file) return DEFAULT_CONFIG;
+  const patch = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<InjectorConfig>;
+  return { ...DEFAULT_CONFIG, ...patch, sidecar: { ...DEFAULT_CONFIG.sidecar, ...(patch.sidecar ?? {}) } };
+}

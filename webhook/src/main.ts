@@ -9,7 +9,7 @@
  * $KUBECONFIG. Logs are logfmt on stdout, one line per admission decision.
  */
 import * as k8s from '@kubernetes/client-node';
-import { loadConfig } from '../../cli/main';
+import { loadConfig } from './config';
 import { stdoutLogger } from './log';
 import { WebhookMetrics } from './metrics';
 import { NamespaceCache } from './namespaces';
