@@ -18,7 +18,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { counterKey, CounterName } from '../interceptor/src/dataplane/abi';
-import { DEFAULT_INTERCEPTION } from '../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../api/interception';
 import { Dataplane, PROGRAMS } from '../interceptor/src/dataplane/dataplane';
 import { projectRoot } from '../native';
 import { NetLab, Pod, distScript, sh } from '../lab/src/netlab';

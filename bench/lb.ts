@@ -15,7 +15,7 @@ import { Dataplane } from '../interceptor/src/dataplane/dataplane';
 import { KubeClient } from '../interceptor/src/kube/client';
 import { ServiceLoadBalancer } from '../interceptor/src/lb/controller';
 import { projectRoot } from '../native';
-import { FakeCluster } from '../test/helpers/fake-apiserver';
+import { FakeCluster } from '../lab/src/fake-apiserver';
 import { NetLab, Pod, sh } from '../lab/src/netlab';
 import { Proc } from '../lab/src/proc';
 import { parseWrk } from './dataplane';

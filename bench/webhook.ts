@@ -11,7 +11,7 @@
 import * as https from 'https';
 import { startInProcessWebhook } from '../lab/src/webhook-inproc';
 import { DEFAULT_CONFIG } from '../webhook/src/config';
-import { NAMESPACE_INJECTION_LABEL } from '../webhook/src/contract';
+import { NAMESPACE_INJECTION_LABEL } from '../api/contract';
 import { injectPod, PodLike } from '../webhook/src/inject';
 import { percentile } from './stats';
 

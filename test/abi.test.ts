@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
 import { COUNTERS, LAYOUTS, POD_CONFIG, POD_FLAG_NO_SOCKMAP, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
-import { parseCidr } from '../interceptor/src/dataplane/addr';
+import { parseCidr } from '../api/addr';
 import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
 
 const objects = [...new Set(PROGRAMS.map((p) => path.join(BPF_OBJECT_DIR, `${p.object}.bpf.o`)))];

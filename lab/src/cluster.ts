@@ -31,7 +31,7 @@ import { NetLab } from './netlab';
 import { Proc } from './proc';
 import { ControlPlane, freePort } from './controlplane';
 import { LabNode } from './node';
-import { Logger, formatLine } from '../../webhook/src/log';
+import { formatLine, Logger } from '../../lib/log';
 
 export const LAB_RUN_ROOT = '/run/switchyard-lab';
 export const LAB_NODE_NAME = 'switchyard-lab-node';

@@ -35,7 +35,7 @@ import { NetLab, distScript, inCgroup, sh } from './netlab';
 import { ControlPlane, K8S_VERSION } from './controlplane';
 import { ImageNotAvailable, containerArgv, inImage } from './images';
 import { activeConfig } from '../../interceptor/src/agent/cni-install';
-import type { Logger } from '../../webhook/src/log';
+import type { Logger } from '../../lib/log';
 
 export interface LabNodeOptions {
   name: string;

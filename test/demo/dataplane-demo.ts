@@ -7,7 +7,7 @@
  * and sends a request from app-a to app-b. The output shows the request going
  * app-a -> sidecar(a) -> sidecar(b) -> app-b with no iptables anywhere.
  */
-import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane, PROGRAMS } from '../../interceptor/src/dataplane/dataplane';
 import { counterKey } from '../../interceptor/src/dataplane/abi';
 import { accessMatching } from '../helpers/access-log';

@@ -14,7 +14,7 @@ import { parse } from 'yaml';
 import { ControlPlane, controlPlaneMissing, freePort } from '../../lab/src/controlplane';
 import { startWebhookProcess } from '../../lab/src/cluster';
 import { run as cli } from '../../cli/main';
-import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
+import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../api/contract';
 import { projectRoot } from '../../native';
 import { gate } from '../helpers/kernel';
 import { Proc, waitUntil } from '../../lab/src/proc';

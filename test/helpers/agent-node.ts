@@ -12,14 +12,15 @@ import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from '../../native';
 import { DEFAULT_CONFIG } from '../../webhook/src/config';
-import { interceptionAnnotations, podSettings } from '../../webhook/src/annotations';
-import { MANAGED_LABEL } from '../../webhook/src/contract';
+import { interceptionAnnotations } from '../../api/annotations';
+import { podSettings } from '../../webhook/src/annotations';
+import { MANAGED_LABEL } from '../../api/contract';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { AGENT_NODE_FLAGS } from '../../interceptor/src/agent/config';
 import { CniRuntime, Invocation } from '../../lab/src/cni-runtime';
 import { NetLab, NodeNs } from '../../lab/src/netlab';
 import { Proc } from '../../lab/src/proc';
-import { FakeApiServer } from './fake-apiserver';
+import { FakeApiServer } from '../../lab/src/fake-apiserver';
 
 export const CNI_BIN = ['/usr/lib/cni', '/opt/cni/bin', path.join(projectRoot(), 'build', 'cni')];
 

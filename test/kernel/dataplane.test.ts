@@ -9,7 +9,7 @@
  */
 import * as fs from 'fs';
 import { native } from '../../native';
-import { DEFAULT_INTERCEPTION, Interception } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION, Interception } from '../../api/interception';
 import { Dataplane, TC_HANDLE, TC_PRIORITY } from '../../interceptor/src/dataplane/dataplane';
 import { CounterName, Origin } from '../../interceptor/src/dataplane/abi';
 import { accessMatching } from '../helpers/access-log';

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { BPF_OBJECT_DIR, native } from '../../native';
-import { ConfigError, DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { ConfigError, DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane, DataplaneError } from '../../interceptor/src/dataplane/dataplane';
 import { HostError } from '../../interceptor/src/dataplane/host';
 import { accessMatching } from '../helpers/access-log';

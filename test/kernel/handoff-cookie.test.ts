@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from '../../native';
-import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { CounterName } from '../../interceptor/src/dataplane/abi';
 import { describeKernel, requireKernel } from '../helpers/kernel';

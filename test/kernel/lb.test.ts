@@ -11,11 +11,11 @@
  *   Service apps/web: ClusterIP 10.96.0.10, 80/TCP → 8080, 53/UDP → 5353
  */
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
-import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { KubeClient } from '../../interceptor/src/kube/client';
 import { ServiceLoadBalancer } from '../../interceptor/src/lb/controller';
 import { accessMatching } from '../helpers/access-log';
-import { FakeApiServer, FakeCluster } from '../helpers/fake-apiserver';
+import { FakeApiServer, FakeCluster } from '../../lab/src/fake-apiserver';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, Pod } from '../../lab/src/netlab';
 import { Proc, waitUntil } from '../../lab/src/proc';

@@ -3,7 +3,7 @@
  * the app <-> sidecar hop on TCP loopback: sockets are still tracked, and no
  * message is redirected by sk_msg.
  */
-import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, Pod } from '../../lab/src/netlab';

@@ -8,7 +8,7 @@
  */
 import * as path from 'path';
 import { projectRoot } from '../../native';
-import { DEFAULT_INTERCEPTION, Interception } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION, Interception } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { CounterName } from '../../interceptor/src/dataplane/abi';
 import { describeKernel, requireKernel } from '../helpers/kernel';

@@ -19,7 +19,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from '../../native';
-import { DEFAULT_INTERCEPTION } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, Pod, sh } from '../../lab/src/netlab';

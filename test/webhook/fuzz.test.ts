@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { applyPatch, deepClone, Operation } from 'fast-json-patch';
 import { parseAllDocuments } from 'yaml';
 import { Pod } from 'kubernetes-models/v1';
-import { ANNOTATIONS, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_ANNOTATIONS, SIDECAR_CONTAINER_NAME } from '../../webhook/src/contract';
+import { ANNOTATIONS, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_ANNOTATIONS, SIDECAR_CONTAINER_NAME } from '../../api/contract';
 import { startInProcessWebhook, InProcessWebhook } from '../../lab/src/webhook-inproc';
 
 const RUNS = Number(process.env.SWITCHYARD_FUZZ_RUNS ?? 10_000);

@@ -16,7 +16,7 @@ import { DEFAULT_CONFIG } from '../../webhook/src/config';
 import { admissionApp } from '../../webhook/src/server';
 import { WebhookMetrics } from '../../webhook/src/metrics';
 import { injectYaml, uninjectYaml } from '../../webhook/src/offline';
-import { NAMESPACE_INJECTION_LABEL } from '../../webhook/src/contract';
+import { NAMESPACE_INJECTION_LABEL } from '../../api/contract';
 
 const DIR = path.join(__dirname, 'golden');
 const cases = fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && !f.endsWith('.golden.yaml'));

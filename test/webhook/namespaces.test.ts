@@ -5,7 +5,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { NamespaceCache } from '../../webhook/src/namespaces';
-import { FakeApiServer } from '../helpers/fake-apiserver';
+import { FakeApiServer } from '../../lab/src/fake-apiserver';
 import { waitUntil } from '../../lab/src/proc';
 
 describe('namespace cache', () => {

@@ -13,7 +13,7 @@ import { X509Certificate } from 'crypto';
 import { CertificateBundle, generateCertificates } from '../../certs/src/generate';
 import { startInProcessWebhook, InProcessWebhook } from '../../lab/src/webhook-inproc';
 import { DEFAULT_CONFIG } from '../../webhook/src/config';
-import { NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY } from '../../webhook/src/contract';
+import { NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY } from '../../api/contract';
 import { WebhookServer } from '../../webhook/src/server';
 import { mutatingWebhookConfiguration } from '../../webhook/src/webhook-config';
 

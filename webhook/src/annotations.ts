@@ -1,60 +1,23 @@
 /**
- * Reading a pod's Switchyard annotations into validated settings. Every
- * malformed value is reported with the annotation's name and the expected
- * form, and the result is checked with the interceptor's own validator, so
- * the webhook never writes settings that the node would reject.
+ * Reading a pod's Switchyard annotations into validated settings: the
+ * sidecar's image, mode and resources, and the interception settings
+ * (api/annotations.ts parses those). The result is checked with the same
+ * validator the node uses, so the webhook never writes settings that the
+ * node would reject.
  */
-import { ConfigError, validateInterception } from '../../interceptor/src/dataplane/config';
-import { parseCidr } from '../../interceptor/src/dataplane/addr';
-import { ANNOTATIONS, InterceptionAnnotations, SIDECAR_ANNOTATIONS } from './contract';
+import { AnnotationError, parseCidrs, parsePorts, parseSockmap } from '../../api/annotations';
+import { ANNOTATIONS, SIDECAR_ANNOTATIONS } from '../../api/contract';
+import { ConfigError, Interception, validateInterception } from '../../api/interception';
 import { InjectorConfig, Resources, SidecarMode } from './config';
 
-export class AnnotationError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('; '));
-    this.name = 'AnnotationError';
-  }
-}
 
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 const IMAGE = /^[a-zA-Z0-9][a-zA-Z0-9._\-/:@]*$/;
 
-function ports(key: string, raw: string, problems: string[]): number[] {
-  const out: number[] = [];
-  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const n = Number(part);
-    if (!/^\d+$/.test(part) || n < 1 || n > 65535) {
-      problems.push(`annotation ${key}: '${part}' is not a port; expected a comma-separated list of ports 1-65535, e.g. "9090,9091"`);
-    } else out.push(n);
-  }
-  return out;
-}
-
-function cidrs(key: string, raw: string, problems: string[]): string[] {
-  const out: string[] = [];
-  for (const part of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
-    try {
-      parseCidr(part);
-      out.push(part);
-    } catch {
-      problems.push(`annotation ${key}: '${part}' is not a CIDR; expected a comma-separated list like "10.96.0.0/12,fd00::/8"`);
-    }
-  }
-  return out;
-}
-
 const uniqueSorted = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);
 
-/** The sockmap opt-out: absent or "true" is on, "false" is off. */
-function sockmap(raw: string | undefined, problems: string[]): boolean {
-  if (raw === undefined || raw === 'true') return true;
-  if (raw === 'false') return false;
-  problems.push(`annotation ${ANNOTATIONS.sockmap}: '${raw}' must be "true" or "false"`);
-  return true;
-}
-
 export interface PodSettings {
-  interception: InterceptionAnnotations;
+  interception: Interception;
   image: string;
   mode: SidecarMode;
   resources: Resources;
@@ -67,13 +30,13 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
   const sc = config.sidecar;
 
   const inbound = a(ANNOTATIONS.excludeInboundPorts) !== undefined
-    ? ports(ANNOTATIONS.excludeInboundPorts, a(ANNOTATIONS.excludeInboundPorts), problems)
+    ? parsePorts(ANNOTATIONS.excludeInboundPorts, a(ANNOTATIONS.excludeInboundPorts), problems)
     : config.excludeInboundPorts;
   const outbound = a(ANNOTATIONS.excludeOutboundPorts) !== undefined
-    ? ports(ANNOTATIONS.excludeOutboundPorts, a(ANNOTATIONS.excludeOutboundPorts), problems)
+    ? parsePorts(ANNOTATIONS.excludeOutboundPorts, a(ANNOTATIONS.excludeOutboundPorts), problems)
     : config.excludeOutboundPorts;
   const outCidrs = a(ANNOTATIONS.excludeOutboundCidrs) !== undefined
-    ? cidrs(ANNOTATIONS.excludeOutboundCidrs, a(ANNOTATIONS.excludeOutboundCidrs), problems)
+    ? parseCidrs(ANNOTATIONS.excludeOutboundCidrs, a(ANNOTATIONS.excludeOutboundCidrs), problems)
     : config.excludeOutboundCidrs;
 
   const image = a(SIDECAR_ANNOTATIONS.image) ?? sc.image;
@@ -95,7 +58,7 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
   quantity(SIDECAR_ANNOTATIONS.memoryLimit, (q) => ((resources.limits ??= {}).memory = q));
 
   // The admin port answers kubelet probes: it must reach the sidecar directly.
-  const interception: InterceptionAnnotations = {
+  const interception: Interception = {
     outboundPort: sc.outboundPort,
     inboundPort: sc.inboundPort,
     sidecarUid: sc.uid,
@@ -103,7 +66,7 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
     excludeOutboundPorts: uniqueSorted(outbound),
     excludeOutboundCidrs: [...new Set(outCidrs)],
   };
-  if (!sockmap(a(ANNOTATIONS.sockmap), problems)) interception.sockmap = false;
+  if (!parseSockmap(a(ANNOTATIONS.sockmap), problems)) interception.sockmap = false;
   if (problems.length === 0) {
     try {
       validateInterception(interception);
@@ -116,39 +79,3 @@ export function podSettings(annotations: Record<string, string>, config: Injecto
   return { interception, image, mode, resources };
 }
 
-/** The annotations the interceptor reads, as strings. The sockmap opt-out is written only when set. */
-export function interceptionAnnotations(i: InterceptionAnnotations): Record<string, string> {
-  return {
-    [ANNOTATIONS.outboundPort]: String(i.outboundPort),
-    [ANNOTATIONS.inboundPort]: String(i.inboundPort),
-    [ANNOTATIONS.sidecarUid]: String(i.sidecarUid),
-    [ANNOTATIONS.excludeInboundPorts]: i.excludeInboundPorts.join(','),
-    [ANNOTATIONS.excludeOutboundPorts]: i.excludeOutboundPorts.join(','),
-    [ANNOTATIONS.excludeOutboundCidrs]: i.excludeOutboundCidrs.join(','),
-    ...(i.sockmap === false ? { [ANNOTATIONS.sockmap]: 'false' } : {}),
-  };
-}
-
-/** The interceptor's side: annotations of an injected pod back into settings. Throws AnnotationError. */
-export function parseInterceptionAnnotations(annotations: Record<string, string>): InterceptionAnnotations {
-  const problems: string[] = [];
-  const num = (k: string) => {
-    const v = annotations[k];
-    if (v === undefined || !/^\d+$/.test(v)) {
-      problems.push(`annotation ${k} is ${v === undefined ? 'missing' : `'${v}'`}; expected a number`);
-      return 0;
-    }
-    return Number(v);
-  };
-  const result: InterceptionAnnotations = {
-    outboundPort: num(ANNOTATIONS.outboundPort),
-    inboundPort: num(ANNOTATIONS.inboundPort),
-    sidecarUid: num(ANNOTATIONS.sidecarUid),
-    excludeInboundPorts: ports(ANNOTATIONS.excludeInboundPorts, annotations[ANNOTATIONS.excludeInboundPorts] ?? '', problems),
-    excludeOutboundPorts: ports(ANNOTATIONS.excludeOutboundPorts, annotations[ANNOTATIONS.excludeOutboundPorts] ?? '', problems),
-    excludeOutboundCidrs: cidrs(ANNOTATIONS.excludeOutboundCidrs, annotations[ANNOTATIONS.excludeOutboundCidrs] ?? '', problems),
-  };
-  if (!sockmap(annotations[ANNOTATIONS.sockmap], problems)) result.sockmap = false;
-  if (problems.length) throw new AnnotationError(problems);
-  return result;
-}

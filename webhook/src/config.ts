@@ -1,6 +1,6 @@
 /** Injector configuration: what the sidecar looks like and the node-wide defaults. */
 import * as fs from 'fs';
-import { DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_SIDECAR_UID } from '../../interceptor/src/dataplane/config';
+import { DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_SIDECAR_UID } from '../../api/interception';
 
 export type SidecarMode = 'native' | 'classic';
 

@@ -1,10 +1,10 @@
 import { applyPatch, deepClone } from 'fast-json-patch';
 import { DEFAULT_CONFIG } from './config';
-import { ANNOTATIONS, MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_ANNOTATIONS, SIDECAR_CONTAINER_NAME, STATUS_ANNOTATION } from './contract';
+import { ANNOTATIONS, MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_ANNOTATIONS, SIDECAR_CONTAINER_NAME, STATUS_ANNOTATION } from '../../api/contract';
 import { decide, injectPod, PodLike, uninjectPod } from './inject';
 import { escapePointer } from './patch';
 import { REASONS } from './reasons';
-import { parseInterceptionAnnotations } from './annotations';
+import { parseInterceptionAnnotations } from '../../api/annotations';
 
 const cfg = DEFAULT_CONFIG;
 const pod = (extra: Partial<NonNullable<PodLike['metadata']>> = {}, spec: Partial<NonNullable<PodLike['spec']>> = {}): PodLike => ({

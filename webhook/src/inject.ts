@@ -19,17 +19,10 @@
  *   -         | -      | -           | -        | unknown   | (none)       | skip  namespace-unknown
  *   -         | -      | -           | -        | (none)    | (none)       | skip  not-enabled
  */
-import { AnnotationError, PodSettings, interceptionAnnotations, podSettings } from './annotations';
+import { AnnotationError, interceptionAnnotations } from '../../api/annotations';
+import { podSettings, PodSettings } from './annotations';
 import { InjectorConfig } from './config';
-import {
-  MANAGED_LABEL,
-  NAMESPACE_INJECTION_LABEL,
-  POD_INJECT_KEY,
-  POD_INJECT_VALUES,
-  SIDECAR_CONTAINER_NAME,
-  STATUS_ANNOTATION,
-  SYSTEM_NAMESPACES,
-} from './contract';
+import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, POD_INJECT_VALUES, SIDECAR_CONTAINER_NAME, STATUS_ANNOTATION, SYSTEM_NAMESPACES } from '../../api/contract';
 import { Operation, pointer, setKeys } from './patch';
 import { Decision, decision } from './reasons';
 

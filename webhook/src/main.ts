@@ -10,7 +10,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { loadConfig } from './config';
-import { stdoutLogger } from './log';
+import { stdoutLogger } from '../../lib/log';
 import { WebhookMetrics } from './metrics';
 import { NamespaceCache } from './namespaces';
 import { WebhookServer } from './server';

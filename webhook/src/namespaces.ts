@@ -4,7 +4,7 @@
  * webhook reports not-ready until then.
  */
 import * as k8s from '@kubernetes/client-node';
-import { Logger, stdoutLogger } from './log';
+import { Logger, stdoutLogger } from '../../lib/log';
 
 export class NamespaceCache {
   private readonly labelsByName = new Map<string, Record<string, string>>();

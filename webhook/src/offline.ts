@@ -10,7 +10,7 @@
 import { applyPatch } from 'fast-json-patch';
 import { parseAllDocuments, stringify } from 'yaml';
 import { InjectorConfig } from './config';
-import { NAMESPACE_INJECTION_LABEL } from './contract';
+import { NAMESPACE_INJECTION_LABEL } from '../../api/contract';
 import { injectPod, PodLike, uninjectPod } from './inject';
 import { Operation } from './patch';
 import { Decision } from './reasons';

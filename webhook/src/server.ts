@@ -12,7 +12,7 @@ import * as tls from 'tls';
 import { AddressInfo } from 'net';
 import { BadReview, NamespaceLabels, review } from './admission';
 import { InjectorConfig } from './config';
-import { Logger, stdoutLogger } from './log';
+import { Logger, stdoutLogger } from '../../lib/log';
 import { WebhookMetrics } from './metrics';
 
 export interface AdmissionAppOptions {

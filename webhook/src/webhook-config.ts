@@ -12,7 +12,7 @@
  * failurePolicy Fail a stopped webhook only blocks pods that asked for it.
  */
 import { InjectorConfig } from './config';
-import { NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SYSTEM_NAMESPACES } from './contract';
+import { NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SYSTEM_NAMESPACES } from '../../api/contract';
 
 export interface WebhookEndpoint {
   /** In-cluster: the webhook Service. */

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
-import { ConfigError } from '../dataplane/config';
+import { ConfigError } from '../../../api/interception';
 import { loadAgentConfig } from './config';
 
 const valid = { nodeName: 'n1', cgroupPath: '/sys/fs/cgroup/kubepods', failurePolicy: 'fail-closed', metricsPort: 15090, podWaitMs: 5000, mapSizes: { sy_pods: 4096 }, sockmapAcceleration: true };

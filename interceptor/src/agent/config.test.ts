@@ -1,4 +1,4 @@
-import { ConfigError } from '../dataplane/config';
+import { ConfigError } from '../../../api/interception';
 import { AGENT_DEFAULTS, validateAgentConfig } from './config';
 
 describe('agent configuration', () => {

@@ -1,7 +1,8 @@
 /** The agent's configuration (a file, usually mounted from a ConfigMap), validated in one pass. */
 import * as fs from 'fs';
 import { parse } from 'yaml';
-import { ConfigError, MapSizes, validateMapSizes } from '../dataplane/config';
+import { ConfigError } from '../../../api/interception';
+import { MapSizes, validateMapSizes } from '../dataplane/config';
 import { DEFAULT_PIN_ROOT } from '../dataplane/dataplane';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';

@@ -2,8 +2,9 @@
  * Whether the agent registers a pod, and why (pure). The same typed reason is
  * the CNI reply, the log field and the metric label.
  */
-import { AnnotationError, parseInterceptionAnnotations } from '../../../webhook/src/annotations';
-import { InterceptionAnnotations, MANAGED_LABEL } from '../../../webhook/src/contract';
+import { AnnotationError, parseInterceptionAnnotations } from '../../../api/annotations';
+import { Interception } from '../../../api/interception';
+import { MANAGED_LABEL } from '../../../api/contract';
 
 export const REGISTRATION_REASONS = {
   registered: 'the pod is mesh-managed and its interception settings are valid',
@@ -22,7 +23,7 @@ export interface PodObject {
 }
 
 export type RegistrationDecision =
-  | { register: true; reason: 'registered'; interception: InterceptionAnnotations }
+  | { register: true; reason: 'registered'; interception: Interception }
   | { register: false; reason: Exclude<RegistrationReason, 'registered'>; detail?: string };
 
 export function registrationDecision(pod: PodObject): RegistrationDecision {

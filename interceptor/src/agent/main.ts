@@ -14,11 +14,11 @@
  * socket, start the node-scoped pod informer, reconcile, report ready.
  */
 import * as fs from 'fs';
-import { ConfigError } from '../dataplane/config';
+import { ConfigError } from '../../../api/interception';
 import { KubeClient, KubeConfigError, connectionFor } from '../kube/client';
 import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
-import { stdoutLogger as log } from '../../../webhook/src/log';
+import { stdoutLogger as log } from '../../../lib/log';
 import { AgentConfig, loadAgentConfig } from './config';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import { isIP } from 'net';
 import { native } from '../../../native';
 import { Dataplane } from '../dataplane/dataplane';
-import { Logger } from '../../../webhook/src/log';
+import { Logger } from '../../../lib/log';
 import { anyPid, findPodCgroup } from './cgroups';
 import { AgentConfig } from './config';
 import { PodObject, REGISTRATION_REASONS, registrationDecision } from './decision';

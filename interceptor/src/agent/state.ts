@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { InterceptionAnnotations } from '../../../webhook/src/contract';
+import { Interception } from '../../../api/interception';
 
 export interface PodRecord {
   containerId: string;
@@ -17,7 +17,7 @@ export interface PodRecord {
   ips: string[];
   cgroupPath?: string;
   netnsCookie: string; // bigint as text
-  interception: InterceptionAnnotations;
+  interception: Interception;
   registeredAt: string;
 }
 

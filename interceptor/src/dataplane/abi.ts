@@ -3,11 +3,8 @@
  * test/abi.test.ts compares every field with the BTF that clang emitted for
  * the C structs, so the two cannot drift apart silently.
  */
-import { ADDR_BYTES, Cidr, decodeAddr, encodeAddr } from './addr';
-
-export const MAX_POD_IPS = 2;
-export const MAX_EXCLUDED_PORTS = 16;
-export const MAX_EXCLUDED_CIDRS = 8;
+import { ADDR_BYTES, Cidr, decodeAddr, encodeAddr } from '../../../api/addr';
+import { MAX_POD_IPS } from '../../../api/interception';
 
 /** Field name -> [offset, size] in bytes, as in the C struct. */
 export type Layout = { name: string; size: number; fields: Record<string, readonly [number, number]> };

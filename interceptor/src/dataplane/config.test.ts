@@ -1,5 +1,6 @@
-import { ConfigError, DEFAULT_INTERCEPTION, validateInterception, validateMapSizes, validatePodIps } from './config';
-import { decodeAddr, encodeAddr, parseCidr } from './addr';
+import { ConfigError, DEFAULT_INTERCEPTION, validateInterception, validatePodIps } from '../../../api/interception';
+import { validateMapSizes } from './config';
+import { decodeAddr, encodeAddr, parseCidr } from '../../../api/addr';
 import { checkKernelFeatures, cgroupLevel, findCgroup2Mount, HostError } from './host';
 
 const ok = DEFAULT_INTERCEPTION;

@@ -46,8 +46,9 @@ import {
   encodeLbFrontendKey,
   encodeServiceId,
 } from './abi';
-import { encodeAddr } from './addr';
-import { Interception, MapSizes, validateInterception, validateMapSizes, validatePodIps } from './config';
+import { encodeAddr } from '../../../api/addr';
+import { Interception, validateInterception, validatePodIps } from '../../../api/interception';
+import { MapSizes, validateMapSizes } from './config';
 import { FeatureProbe, HostError, OrigdstHandoff, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount, origdstHandoff } from './host';
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/switchyard';

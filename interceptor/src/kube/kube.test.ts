@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { FakeApiServer } from '../../../test/helpers/fake-apiserver';
+import { FakeApiServer } from '../../../lab/src/fake-apiserver';
 import { KubeClient, KubeConfigError, inClusterConnection, kubeconfigConnection } from './client';
 import { Reflector } from './reflector';
 import { slimPod } from '../agent/pods';

@@ -9,7 +9,7 @@
  * Service ids are per frontend (ClusterIP:port/proto). After a restart they
  * are taken back from the maps, and frontends that no Service claims are removed.
  */
-import { Logger } from '../../../webhook/src/log';
+import { Logger } from '../../../lib/log';
 import { Dataplane } from '../dataplane/dataplane';
 import { LbFrontend } from '../dataplane/abi';
 import { KubeClient } from '../kube/client';

@@ -46,15 +46,3 @@ export const SIDECAR_CONTAINER_NAME = 'switchyard-proxy';
 
 /** Namespaces where nothing is ever injected, whatever the labels say. */
 export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;
-
-/** The interception ports and uid as the interceptor needs them (all strings: annotations). */
-export interface InterceptionAnnotations {
-  outboundPort: number;
-  inboundPort: number;
-  sidecarUid: number;
-  excludeInboundPorts: number[];
-  excludeOutboundPorts: number[];
-  excludeOutboundCidrs: string[];
-  /** false only when the pod opts out; absent means true. */
-  sockmap?: boolean;
-}
