@@ -20,6 +20,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
+import { DEFAULT_AGENT_SOCKET } from '../api/agent-wire';
 import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
@@ -47,7 +48,6 @@ function readInput(args: string[]): string {
 }
 
 
-const DEFAULT_SOCKET = '/run/switchyard/agent.sock';
 
 /** -o json, -ojson or --output json */
 function wantsJson(args: string[]): boolean {
@@ -94,7 +94,7 @@ function age(iso: string): string {
 }
 
 async function statusCommand(args: string[], out: (s: string) => void): Promise<number> {
-  const socket = flag(args, 'socket') ?? DEFAULT_SOCKET;
+  const socket = flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET;
   const json = wantsJson(args);
   if (args[0] === 'services') {
     const r = await agentGet(socket, '/v1/services');
@@ -154,7 +154,7 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
 }
 
 async function explainCommand(args: string[], out: (s: string) => void): Promise<number> {
-  const socket = flag(args, 'socket') ?? DEFAULT_SOCKET;
+  const socket = flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET;
   const positional = args.filter((a, i) => !a.startsWith('-') && !(i > 0 && args[i - 1].startsWith('-')));
   const [pod, dst] = positional;
   if (!pod || !pod.includes('/') || !dst) throw new UsageError('usage: switchyard explain NAMESPACE/POD IP:PORT [--uid N]');

@@ -12,7 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 )
 
-// defaultSocket is the agent's default socketPath (interceptor/src/agent/config.ts).
+// defaultSocket is the agent's default socketPath (api/agent-wire.json; wire_test.go checks it).
 const defaultSocket = "/run/switchyard/agent.sock"
 
 // Bounds of timeoutSeconds: a value past them would overflow time.Duration

@@ -1,4 +1,5 @@
 /** The agent's configuration (a file, usually mounted from a ConfigMap), validated in one pass. */
+import { DEFAULT_AGENT_SOCKET } from '../../../api/agent-wire';
 import * as fs from 'fs';
 import { parse } from 'yaml';
 import { ConfigError } from '../../../api/interception';
@@ -38,7 +39,7 @@ export interface AgentConfig {
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
   pinRoot: DEFAULT_PIN_ROOT,
-  socketPath: '/run/switchyard/agent.sock',
+  socketPath: DEFAULT_AGENT_SOCKET,
   metricsPort: 15090,
   metricsHost: '0.0.0.0',
   failurePolicy: 'fail-closed',

@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import { isIP } from 'net';
 import { native } from '../../../native';
+import { CNI_ERRORS, CniReply, CniRequest } from '../../../api/agent-wire';
 import { Dataplane } from '../dataplane/dataplane';
 import { Logger } from '../../../lib/log';
 import { anyPid, findPodCgroup } from './cgroups';
@@ -26,26 +27,7 @@ export class CniError extends Error {
     super(message);
   }
 }
-export const ERR_REGISTRATION_FAILED = 102;
-export const ERR_INVALID_ANNOTATIONS = 103;
-export const ERR_CHECK_FAILED = 104;
-
-export interface CniRequest {
-  cniVersion?: string;
-  containerId: string;
-  netns: string;
-  ifname: string;
-  podNamespace: string;
-  podName: string;
-  podUid?: string;
-  ips: string[];
-}
-
-export interface CniReply {
-  registered: boolean;
-  reason: string;
-  netnsCookie?: string;
-}
+const { registrationFailed: ERR_REGISTRATION_FAILED, invalidAnnotations: ERR_INVALID_ANNOTATIONS, checkFailed: ERR_CHECK_FAILED } = CNI_ERRORS;
 
 export function validateCniRequest(body: unknown): CniRequest {
   const b = (body ?? {}) as Record<string, unknown>;
