@@ -14,7 +14,8 @@
  * receive buffer, or in SY_SKMSG_BUDGET_FLOOR if that is larger (the
  * receive buffer of a socket that only gets sk_msg bytes is never
  * autotuned, and one large write should still take the fast path);
- * otherwise it takes plain TCP, whose flow control blocks the sender. Redirecting resumes only once every byte that took TCP has been
+ * otherwise it takes plain TCP, whose flow control blocks the sender.
+ * Redirecting resumes only once every byte that took TCP has been
  * acknowledged (our write_seq == snd_una) and read (the peer's TCP receive
  * queue is empty): the reader takes the psock queue before the TCP queue, so
  * resuming earlier would reorder the stream.

@@ -226,7 +226,9 @@ static __always_inline void sy_on_passive(struct bpf_sock_ops *skops)
 	if (sy_skops_endpoints(skops, &e))
 		return;
 	sy_tuple_fill(&t, netns, &e.remote, e.remote_port, &e.local, e.local_port);
-	redirected = bpf_map_lookup_elem(&sy_origdst, &t) != NULL || sy_tc_promote(&t);
+	/* tc only steers connections from outside the pod, so only those can have a transient entry. */
+	redirected = bpf_map_lookup_elem(&sy_origdst, &t) != NULL ||
+		     (!sy_is_intra_pod(&e.local, &e.remote) && sy_tc_promote(&t));
 	if (redirected)
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	pod = sy_splice_pod(netns, &e);

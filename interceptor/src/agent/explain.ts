@@ -4,9 +4,8 @@
  * test/kernel/agent.test.ts holds it to what the kernel really does.
  */
 import { isIP } from 'net';
-import { Cidr } from '../../../api/addr';
+import { Cidr, encodeAddr } from '../../../api/addr';
 import { PodConfig } from '../dataplane/abi';
-import { encodeAddr } from '../../../api/addr';
 
 export interface Explanation {
   verdict: 'redirect-outbound' | 'redirect-inbound' | 'direct';

@@ -17,7 +17,7 @@ import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
 import { PodRecord, RecordStore } from './state';
 
-/** CNI error codes: 3 unknown container, 4 invalid env, 7 invalid config, 11 try again later; 100+ ours. */
+/** CNI error codes: 3 unknown container, 4 invalid env, 7 invalid config, 11 try again later; 100+ ours (api/agent-wire.ts). */
 export class CniError extends Error {
   constructor(
     readonly code: number,
@@ -27,7 +27,6 @@ export class CniError extends Error {
     super(message);
   }
 }
-const { registrationFailed: ERR_REGISTRATION_FAILED, invalidAnnotations: ERR_INVALID_ANNOTATIONS, checkFailed: ERR_CHECK_FAILED } = CNI_ERRORS;
 
 export function validateCniRequest(body: unknown): CniRequest {
   const b = (body ?? {}) as Record<string, unknown>;
@@ -83,7 +82,7 @@ export class Registrar {
     const d = registrationDecision(pod!);
     if (!d.register) {
       if (d.reason === 'invalid-annotations') {
-        fail(d.reason, new CniError(ERR_INVALID_ANNOTATIONS, `pod ${who} is mesh-managed but its interception annotations are invalid: ${d.detail}`));
+        fail(d.reason, new CniError(CNI_ERRORS.invalidAnnotations, `pod ${who} is mesh-managed but its interception annotations are invalid: ${d.detail}`));
       }
       this.metrics.registrations.inc({ result: 'skipped', reason: d.reason });
       this.log('info', 'pod not intercepted', { pod: who, reason: d.reason, detail: REGISTRATION_REASONS[d.reason], duration_ms: ms(started).toFixed(2) });
@@ -139,7 +138,7 @@ export class Registrar {
         this.log('warn', 'pod starts WITHOUT interception (fail-open)', { pod: who, error: (e as Error).message });
         return { registered: false, reason: 'fail-open' };
       }
-      return fail('registration-failed', new CniError(ERR_REGISTRATION_FAILED, `cannot register mesh pod ${who}: ${(e as Error).message}`));
+      return fail('registration-failed', new CniError(CNI_ERRORS.registrationFailed, `cannot register mesh pod ${who}: ${(e as Error).message}`));
     }
   }
 
@@ -166,7 +165,7 @@ export class Registrar {
     const record = this.store.get(req.containerId);
     if (!record) {
       const pod = this.pods.get(req.podNamespace, req.podName);
-      if (pod && registrationDecision(pod).register) throw new CniError(ERR_CHECK_FAILED, `mesh pod ${req.podNamespace}/${req.podName} is not registered`);
+      if (pod && registrationDecision(pod).register) throw new CniError(CNI_ERRORS.checkFailed, `mesh pod ${req.podNamespace}/${req.podName} is not registered`);
       return { registered: false, reason: 'not-managed' };
     }
     const config = this.dp.pod(BigInt(record.netnsCookie));
@@ -185,7 +184,7 @@ export class Registrar {
         problems.push((e as Error).message);
       }
     }
-    if (problems.length) throw new CniError(ERR_CHECK_FAILED, `pod ${record.namespace}/${record.name}: ${problems.join('; ')}`);
+    if (problems.length) throw new CniError(CNI_ERRORS.checkFailed, `pod ${record.namespace}/${record.name}: ${problems.join('; ')}`);
     return { registered: true, reason: 'registered', netnsCookie: record.netnsCookie };
   }
 
