@@ -36,7 +36,21 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  /** BPF_F_* map flags (BPF_F_NO_PREALLOC, ...). */
+  flags: number;
   perCpu: boolean;
+}
+
+/** A map as an object file defines it, with the size the agent would give it. */
+export interface MapSpec {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  /** LIBBPF_PIN_BY_NAME: shared by name under the pin root. */
+  pinned: boolean;
 }
 
 export interface ProgInfo {
@@ -87,6 +101,12 @@ export interface Native {
   probeHelper(type: ProgType, helper: Helper): boolean;
   isBpffs(path: string): boolean;
   btfDescribe(objPath: string, typeName: string): BtfStruct | BtfEnum | null;
+  /** The upgrade path (native/src/pins.cc). */
+  objPin(fromPin: string, toPin: string): void;
+  linkUpdate(linkPin: string, progPin: string): void;
+  linkProgId(linkPin: string): number;
+  mapCreate(pin: string, type: number, keySize: number, valueSize: number, maxEntries: number, name: string): void;
+  objectMaps(objPath: string, mapSizes: Record<string, number>): MapSpec[];
 }
 
 /** The checkout (or install) root: the directory holding build/. */

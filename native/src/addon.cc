@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "errors.h"
 #include "netns.h"
 
@@ -51,57 +52,6 @@ int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
 std::string LogTail(size_t max_chars = 4000) {
   if (g_libbpf_log.size() <= max_chars) return g_libbpf_log;
   return "..." + g_libbpf_log.substr(g_libbpf_log.size() - max_chars);
-}
-
-// ------------------------------------------------------------------- helpers
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string Str(const Napi::Value& v, const char* what) {
-  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
-
-uint32_t U32(const Napi::Value& v, const char* what) {
-  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
-  return v.As<Napi::Number>().Uint32Value();
-}
-
-Napi::Buffer<uint8_t> Buf(const Napi::Value& v, const char* what) {
-  if (!v.IsBuffer()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Buffer");
-  return v.As<Napi::Buffer<uint8_t>>();
-}
-
-bool IsBpffs(const std::string& path) {
-  struct statfs st {};
-  return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
-}
-
-void RequireBpffs(Napi::Env env, const std::string& path) {
-  if (!IsBpffs(path))
-    Throw(env, OsError{ENOTSUP, "statfs",
-                       "bpffs is not mounted at " + path +
-                           ": mount it with 'mount -t bpf bpf /sys/fs/bpf' (the agent does this at start-up when it "
-                           "runs with CAP_SYS_ADMIN)"});
-}
-
-int ObjGet(Napi::Env env, const std::string& pin, const char* what) {
-  int fd = bpf_obj_get(pin.c_str());
-  if (fd < 0)
-    ThrowErrno(env, errno, "bpf_obj_get", std::string("cannot open pinned ") + what + " " + pin,
-               errno == ENOENT ? "Is the Switchyard dataplane loaded? ('switchyard-interceptor' loads it)" : "");
-  return fd;
 }
 
 struct HookInfo {
@@ -385,18 +335,6 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-struct bpf_map_info MapInfoOf(Napi::Env env, int fd) {
-  struct bpf_map_info mi {};
-  uint32_t len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) ThrowErrno(env, errno, "bpf_obj_get_info_by_fd", "cannot read map info");
-  return mi;
-}
-
-bool IsPerCpu(uint32_t type) {
-  return type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_PERCPU_HASH ||
-         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
-}
-
 size_t ValueBytes(const struct bpf_map_info& mi) {
   if (!IsPerCpu(mi.type)) return mi.value_size;
   return ((mi.value_size + 7) / 8) * 8 * static_cast<size_t>(libbpf_num_possible_cpus());
@@ -412,6 +350,7 @@ Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   o.Set("keySize", mi.key_size);
   o.Set("valueSize", mi.value_size);
   o.Set("maxEntries", mi.max_entries);
+  o.Set("flags", mi.map_flags);
   o.Set("perCpu", IsPerCpu(mi.type));
   return o;
 }
@@ -677,6 +616,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"btfDescribe", BtfDescribe},
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
+  RegisterPins(env, exports);
   return exports;
 }
 
