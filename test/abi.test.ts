@@ -9,6 +9,9 @@ import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
 import { COUNTERS, LAYOUTS, POD_CONFIG, POD_FLAG_NO_SOCKMAP, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
 import { parseCidr } from '../api/addr';
 import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
+import { MAPS } from '../interceptor/src/dataplane/layout';
+import { ABI_VERSION } from '../interceptor/src/dataplane/abi-record';
+import { projectRoot } from '../native';
 
 const objects = [...new Set(PROGRAMS.map((p) => path.join(BPF_OBJECT_DIR, `${p.object}.bpf.o`)))];
 
@@ -28,6 +31,16 @@ describe('ABI shared by BPF and TypeScript', () => {
       expect(fromC).toEqual(Object.fromEntries(Object.entries(layout.fields).map(([k, v]) => [k, [...v]])));
     }
     expect(seen).toBeGreaterThan(0);
+  });
+
+  test('the ABI version the agent pins is the one bpf/headers/switchyard.h declares', () => {
+    const header = fs.readFileSync(path.join(projectRoot(), 'bpf', 'headers', 'switchyard.h'), 'utf8');
+    expect(Number(/^#define SY_ABI_VERSION (\d+)$/m.exec(header)?.[1])).toBe(ABI_VERSION);
+  });
+
+  test('every map the agent opens is one the objects pin by name', () => {
+    const pinned = new Set(objects.flatMap((o) => native().objectMaps(o, {}).filter((m) => m.pinned).map((m) => m.name)));
+    for (const m of MAPS) expect([m, pinned.has(m)]).toEqual([m, true]);
   });
 
   test('counter names and indexes match enum sy_counter', () => {

@@ -17,6 +17,15 @@
 
 #include <linux/types.h>
 
+/*
+ * The version of this ABI. Bump it with any change to a map's key, value,
+ * type or meaning, and add the change to the history in
+ * interceptor/src/dataplane/abi-record.ts (ABI_VERSION there must equal this;
+ * test/abi.test.ts checks). The agent pins it beside the maps and upgrades
+ * the pins of every older version in place; it refuses newer ones.
+ */
+#define SY_ABI_VERSION 2
+
 #define SY_MAX_POD_IPS 2
 #define SY_MAX_EXCLUDED_PORTS 16
 #define SY_MAX_EXCLUDED_CIDRS 8

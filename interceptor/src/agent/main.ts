@@ -19,6 +19,7 @@ import { KubeClient, KubeConfigError, connectionFor } from '../kube/client';
 import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../lib/log';
+import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
@@ -35,15 +36,35 @@ function arg(name: string): string | undefined {
 
 async function run(cfg: AgentConfig): Promise<void> {
   const started = Date.now();
-  let dp: Dataplane;
-  if (Dataplane.isLoaded(cfg.pinRoot)) {
-    dp = Dataplane.adopt({ pinRoot: cfg.pinRoot, cgroupPath: cfg.cgroupPath });
+  const store = new RecordStore(cfg.stateDir);
+  const opened = Dataplane.open({
+    cgroupPath: cfg.cgroupPath,
+    pinRoot: cfg.pinRoot,
+    mapSizes: cfg.mapSizes,
+    allowRootCgroup: cfg.allowRootCgroup,
+    sockmapAcceleration: cfg.sockmapAcceleration,
+    // Pod interfaces whose tc filters an upgrade swaps: the registrations this node holds.
+    tcTargets: store.all().map((r) => ({ netnsPath: r.netnsPath, ifname: r.ifname })),
+    onStep: (step, fields) => log('info', 'dataplane upgrade step', { step, ...fields }),
+    onPoint: failpoint,
+  });
+  const dp = opened.dp;
+  if (opened.recovery !== 'none') log('warn', `an interrupted dataplane upgrade was ${opened.recovery === 'resumed' ? 'finished' : 'rolled back'}`, { pin_root: cfg.pinRoot });
+  if (opened.outcome === 'adopted') {
     log('info', 'adopted the pinned dataplane; traffic was never interrupted', { pin_root: cfg.pinRoot, origdst_handoff: dp.handoff });
+  } else if (opened.outcome === 'upgraded') {
+    const u = opened.upgrade!;
+    log('info', 'upgraded the pinned dataplane in place; traffic was never interrupted', {
+      pin_root: cfg.pinRoot,
+      abi_from: u.from,
+      abi_to: u.to,
+      maps: u.maps.filter((m) => m.action !== 'share').map((m) => `${m.name}:${m.action}`).join(' ') || 'all shared',
+      tc_filters_swapped: u.tcSwapped,
+      origdst_handoff: dp.handoff,
+    });
   } else {
-    dp = Dataplane.load({ cgroupPath: cfg.cgroupPath, pinRoot: cfg.pinRoot, mapSizes: cfg.mapSizes, allowRootCgroup: cfg.allowRootCgroup, sockmapAcceleration: cfg.sockmapAcceleration });
     log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath, sockmap_acceleration: cfg.sockmapAcceleration, origdst_handoff: dp.handoff });
   }
-  const store = new RecordStore(cfg.stateDir);
   const metrics = new AgentMetrics(() => dp, store);
   const kube = new KubeClient(connectionFor(cfg.kubeconfig));
   const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));

@@ -3,19 +3,15 @@
  * register and unregister pods, attach tc to pod interfaces, read counters,
  * and unload without leaving anything behind.
  *
- * Kernel state lives in bpffs, not in this process:
- *
- *   <pinRoot>/sy_pods, sy_pod_by_ip, ...   maps, pinned by name by libbpf
- *   <pinRoot>/progs/<program>              every program
- *   <pinRoot>/links/<hook>                 cgroup attachments (bpf_link)
- *
- * so the programs keep redirecting while the agent restarts, and a new agent
- * adopts the pins instead of reloading.
+ * Kernel state lives in bpffs, not in this process (the pin layout is in
+ * layout.ts), so the programs keep redirecting while the agent restarts; a
+ * new agent of the same build adopts the pins, and one of another build
+ * upgrades them in place (upgrade.ts).
  */
 import * as fs from 'fs';
 import { isIP } from 'net';
 import * as path from 'path';
-import { BPF_OBJECT_DIR, CgroupHook, TcDirection, isNativeError, native } from '../../../native';
+import { BPF_OBJECT_DIR, isNativeError, native } from '../../../native';
 import {
   COUNTERS,
   CounterName,
@@ -49,52 +45,12 @@ import {
 import { encodeAddr } from '../../../api/addr';
 import { Interception, validateInterception, validatePodIps } from '../../../api/interception';
 import { MapSizes, validateMapSizes } from './config';
+import { ABI_VERSION, Phase, writeAbiRecord } from './abi-record';
+import { NEXT_DIR, OLD_DIR, buildId } from './layout';
+import { UpgradeOptions, UpgradeResult, pinnedVersion, recoverUpgrade, removePinTree, upgradeDataplane, upgradePlan } from './upgrade';
+import { UpgradeRefused } from './migrate';
+import { DEFAULT_PIN_ROOT, MAPS, MapName, OBJECTS, PROGRAMS, TC_HANDLE, TC_PRIORITY, objectFile } from './layout';
 import { FeatureProbe, HostError, OrigdstHandoff, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount, origdstHandoff } from './host';
-
-export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/switchyard';
-
-/** tc filter identity: priority 1 so we run before other chained classifiers. */
-export const TC_PRIORITY = 1;
-export const TC_HANDLE = 0x5359; // "SY"
-
-type ProgramSpec =
-  | { object: string; name: string; cgroupHook: CgroupHook }
-  | { object: string; name: string; skMsgMap: string }
-  | { object: string; name: string; tc: TcDirection };
-
-export const PROGRAMS: ProgramSpec[] = [
-  { object: 'sy_connect', name: 'sy_connect4', cgroupHook: 'connect4' },
-  { object: 'sy_connect', name: 'sy_connect6', cgroupHook: 'connect6' },
-  { object: 'sy_sockops', name: 'sy_sockops', cgroupHook: 'sock_ops' },
-  { object: 'sy_getsockopt', name: 'sy_getsockopt', cgroupHook: 'getsockopt' },
-  { object: 'sy_skmsg', name: 'sy_skmsg', skMsgMap: 'sy_sock_hash' },
-  { object: 'sy_lb', name: 'sy_sendmsg4', cgroupHook: 'sendmsg4' },
-  { object: 'sy_lb', name: 'sy_sendmsg6', cgroupHook: 'sendmsg6' },
-  { object: 'sy_lb', name: 'sy_recvmsg4', cgroupHook: 'recvmsg4' },
-  { object: 'sy_lb', name: 'sy_recvmsg6', cgroupHook: 'recvmsg6' },
-  { object: 'sy_lb', name: 'sy_getpeername4', cgroupHook: 'getpeername4' },
-  { object: 'sy_lb', name: 'sy_getpeername6', cgroupHook: 'getpeername6' },
-  { object: 'sy_tc', name: 'sy_tc_ingress', tc: 'ingress' },
-  { object: 'sy_tc', name: 'sy_tc_egress', tc: 'egress' },
-];
-
-export const MAPS = [
-  'sy_pods',
-  'sy_pod_by_ip',
-  'sy_origdst',
-  'sy_origdst_transient',
-  'sy_sock_hash',
-  'sy_sock_addr',
-  'sy_sidecar_conns',
-  'sy_counters',
-  'sy_pod_counters',
-  'sy_lb_frontends',
-  'sy_lb_backends',
-  'sy_lb_affinity',
-  'sy_lb_revnat',
-  'sy_lb_counters',
-] as const;
-type MapName = (typeof MAPS)[number];
 
 export interface DataplaneOptions {
   /** cgroup2 directory whose subtree is intercepted (in Kubernetes: the kubepods cgroup). */
@@ -150,11 +106,7 @@ const exists = (p: string) => {
   }
 };
 
-/** sy_connect and sy_sockops come in two builds, one per hand-off (bpf/headers/handoff.h). */
-function objectFile(objectDir: string, obj: string, handoff: OrigdstHandoff): string {
-  const variant = handoff === 'socket-cookie' && (obj === 'sy_connect' || obj === 'sy_sockops') ? '.cookie' : '';
-  return path.join(objectDir, `${obj}${variant}.bpf.o`);
-}
+export { DEFAULT_PIN_ROOT, PROGRAMS, TC_HANDLE, TC_PRIORITY } from './layout';
 
 export class Dataplane {
   private readonly fds = new Map<MapName, number>();
@@ -181,7 +133,7 @@ export class Dataplane {
     const sizes = validateMapSizes(opts.mapSizes ?? {});
     const cgroupPath = Dataplane.checkCgroup(opts);
     const handoff = opts.origdstHandoff ?? origdstHandoff(opts.probe);
-    for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
+    for (const obj of OBJECTS) {
       const file = objectFile(objectDir, obj, handoff);
       if (!exists(file)) throw new DataplaneError(`BPF object ${file} is missing: build it with 'make bpf'`);
     }
@@ -197,7 +149,7 @@ export class Dataplane {
       fs.mkdirSync(path.join(pinRoot, 'progs'), { recursive: true });
       fs.mkdirSync(path.join(pinRoot, 'links'), { recursive: true });
       const n = native();
-      for (const obj of new Set(PROGRAMS.map((p) => p.object))) {
+      for (const obj of OBJECTS) {
         n.loadObject(objectFile(objectDir, obj, handoff), pinRoot, path.join(pinRoot, 'progs'), { ...sizes });
       }
       for (const p of PROGRAMS) {
@@ -205,6 +157,7 @@ export class Dataplane {
         if ('cgroupHook' in p) n.attachCgroup(progPin, cgroupPath, p.cgroupHook, path.join(pinRoot, 'links', p.cgroupHook));
         if ('skMsgMap' in p && opts.sockmapAcceleration !== false) n.attachSkMsg(progPin, path.join(pinRoot, p.skMsgMap));
       }
+      writeAbiRecord(path.join(pinRoot, 'sy_abi'), { version: ABI_VERSION, from: ABI_VERSION, phase: Phase.Live, build: buildId(objectDir, handoff) });
       return new Dataplane(pinRoot, cgroupPath);
     } catch (e) {
       Dataplane.removePins(pinRoot);
@@ -216,6 +169,16 @@ export class Dataplane {
   /** Takes over a dataplane that an earlier agent left pinned, without touching traffic. */
   static adopt(opts: { pinRoot?: string; cgroupPath: string }): Dataplane {
     const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
+    if (exists(path.join(pinRoot, NEXT_DIR))) {
+      throw new DataplaneError(`cannot adopt the dataplane at ${pinRoot}: an upgrade is in progress there; start the agent, which finishes it`);
+    }
+    const version = exists(path.join(pinRoot, 'sy_pods')) ? pinnedVersion(pinRoot) : ABI_VERSION;
+    if (version !== ABI_VERSION) {
+      throw new DataplaneError(
+        `cannot adopt the dataplane at ${pinRoot}: its maps follow BPF ABI version ${version}, this agent's ${ABI_VERSION}; ` +
+          (version < ABI_VERSION ? 'start the agent, which upgrades it in place' : 'run an agent of that version or later'),
+      );
+    }
     const missing = [
       ...MAPS.map((m) => path.join(pinRoot, m)),
       ...PROGRAMS.map((p) => path.join(pinRoot, 'progs', p.name)),
@@ -228,6 +191,43 @@ export class Dataplane {
       );
     }
     return new Dataplane(pinRoot, opts.cgroupPath);
+  }
+
+  /**
+   * What the agent does at start: finish or roll back an upgrade a dead
+   * agent left, then load (nothing pinned), adopt (the same build is
+   * pinned) or upgrade in place (another build, ABI version or map sizes).
+   */
+  static open(
+    opts: DataplaneOptions & Pick<UpgradeOptions, 'tcTargets' | 'onStep' | 'onPoint'>,
+  ): { dp: Dataplane; outcome: 'loaded' | 'adopted' | 'upgraded'; recovery: ReturnType<typeof recoverUpgrade>; upgrade?: UpgradeResult } {
+    const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
+    const objectDir = opts.objectDir ?? BPF_OBJECT_DIR;
+    const handoff = opts.origdstHandoff ?? origdstHandoff(opts.probe);
+    ensureBpffs(pinRoot);
+    const up: UpgradeOptions = {
+      pinRoot,
+      objectDir,
+      handoff,
+      mapSizes: { ...validateMapSizes(opts.mapSizes ?? {}) },
+      cgroupPath: Dataplane.checkCgroup(opts),
+      sockmapAcceleration: opts.sockmapAcceleration !== false,
+      tcTargets: opts.tcTargets,
+      onStep: opts.onStep,
+      onPoint: opts.onPoint,
+    };
+    try {
+      const recovery = exists(pinRoot) ? recoverUpgrade(up) : 'none';
+      if (!Dataplane.isLoaded(pinRoot)) return { dp: Dataplane.load({ ...opts, origdstHandoff: handoff }), outcome: 'loaded', recovery };
+      const plan = upgradePlan(up);
+      if (!plan.needed) return { dp: new Dataplane(pinRoot, up.cgroupPath), outcome: 'adopted', recovery };
+      checkKernelFeatures(opts.probe);
+      const upgrade = upgradeDataplane(up, plan);
+      return { dp: new Dataplane(pinRoot, up.cgroupPath), outcome: 'upgraded', recovery, upgrade };
+    } catch (e) {
+      if (e instanceof UpgradeRefused || e instanceof DataplaneError || e instanceof HostError) throw e;
+      throw new DataplaneError(`upgrading the dataplane at ${pinRoot} failed: ${(e as Error).message}; start the agent again to resume or roll back`, e);
+    }
   }
 
   /** True when pins of a dataplane exist under pinRoot. */
@@ -263,12 +263,18 @@ export class Dataplane {
         fs.unlinkSync(path.join(linkDir, l));
       }
     }
+    // An interrupted upgrade may have attached its staged sk_msg program too.
     for (const p of PROGRAMS) {
       if (!('skMsgMap' in p)) continue;
-      const progPin = path.join(pinRoot, 'progs', p.name);
-      const mapPin = path.join(pinRoot, p.skMsgMap);
-      if (exists(progPin) && exists(mapPin)) n.detachSkMsg(progPin, mapPin);
+      for (const dir of [pinRoot, path.join(pinRoot, NEXT_DIR)]) {
+        const mapPin = path.join(dir, p.skMsgMap);
+        for (const progPin of [path.join(pinRoot, 'progs', p.name), path.join(pinRoot, NEXT_DIR, 'progs', p.name)]) {
+          if (exists(progPin) && exists(mapPin)) n.detachSkMsg(progPin, mapPin);
+        }
+      }
     }
+    removePinTree(path.join(pinRoot, NEXT_DIR));
+    removePinTree(path.join(pinRoot, OLD_DIR));
     for (const dir of [path.join(pinRoot, 'progs'), linkDir]) {
       if (!exists(dir)) continue;
       for (const f of fs.readdirSync(dir)) fs.unlinkSync(path.join(dir, f));
