@@ -27,8 +27,8 @@ CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden 
 CNI        := $(BUILD)/cni/switchyard-cni
 CNI_SRC    := $(wildcard interceptor/cni/*.go) interceptor/cni/go.mod interceptor/cni/go.sum
 
-.PHONY: all bpf native cni ts bench-tools clean
-all: bpf native cni ts bench-tools
+.PHONY: all bpf bpf-abi1 bpf-alt native cni ts bench-tools clean
+all: bpf bpf-abi1 bpf-alt native cni ts bench-tools
 
 bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
@@ -37,6 +37,33 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
 $(BUILD)/bpf/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -DSY_HANDOFF_COOKIE -c $< -o $@
+
+# The objects of BPF ABI version 1 (the sources as main had them before the
+# first ABI change), for the upgrade test: an agent must upgrade their pins in place.
+ABI1_DIR   := test/fixtures/abi-v1/bpf
+ABI1_SRC   := $(wildcard $(ABI1_DIR)/sy_*.c)
+ABI1_OBJ   := $(patsubst $(ABI1_DIR)/%.c,$(BUILD)/bpf-abi1/%.bpf.o,$(ABI1_SRC))
+ABI1_OBJ   += $(BUILD)/bpf-abi1/sy_connect.cookie.bpf.o $(BUILD)/bpf-abi1/sy_sockops.cookie.bpf.o
+ABI1_CFLAGS := $(subst -I bpf/headers,-I $(ABI1_DIR)/headers,$(BPF_CFLAGS))
+bpf-abi1: $(ABI1_OBJ)
+$(BUILD)/bpf-abi1/%.bpf.o: $(ABI1_DIR)/%.c $(wildcard $(ABI1_DIR)/headers/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(ABI1_CFLAGS) -c $< -o $@
+$(BUILD)/bpf-abi1/%.cookie.bpf.o: $(ABI1_DIR)/%.c $(wildcard $(ABI1_DIR)/headers/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(ABI1_CFLAGS) -DSY_HANDOFF_COOKIE -c $< -o $@
+
+# The same programs as build/bpf in other bytes (only the debug info's directory
+# names differ): another build of this ABI version, for upgrades between builds.
+ALT_OBJ    := $(patsubst $(BUILD)/bpf/%,$(BUILD)/bpf-alt/%,$(BPF_OBJ))
+ALT_CFLAGS := $(BPF_CFLAGS) -fdebug-compilation-dir=/switchyard-alt
+bpf-alt: $(ALT_OBJ)
+$(BUILD)/bpf-alt/%.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(ALT_CFLAGS) -c $< -o $@
+$(BUILD)/bpf-alt/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(ALT_CFLAGS) -DSY_HANDOFF_COOKIE -c $< -o $@
 
 native: $(ADDON)
 # Node-API symbols resolve against the running node binary at dlopen time.

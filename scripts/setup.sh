@@ -12,7 +12,7 @@ APT_PACKAGES=(
   containernetworking-plugins                           # real CNI peers
   etcd-server openssl curl unzip ca-certificates        # the lab control plane; fetching a Go toolchain
   iptables conntrack wrk sockperf iperf3                # bench baselines and load tools
-  python3 nftables                                      # test peers (splice readers, SYN flood), nft inside test netns
+  python3 nftables tcpdump                              # test peers (splice readers, SYN flood), nft and RST capture inside test netns
 )
 
 missing=()

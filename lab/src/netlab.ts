@@ -47,6 +47,8 @@ export interface SpawnOptions {
   /** join this cgroup before exec; default the pod's cgroup */
   cgroup?: string | null;
   label?: string;
+  /** added to this process's environment */
+  env?: NodeJS.ProcessEnv;
 }
 
 const DIST = path.join(projectRoot(), 'dist');
@@ -234,6 +236,7 @@ export class NetLab {
     ];
     const proc = Proc.start(opts.label ?? argv.join(' '), inCgroup(inner), {
       ...process.env,
+      ...opts.env,
       SY_CGROUP: cgroup ?? '',
     });
     this.procs.push(proc);

@@ -2,6 +2,7 @@
  * A child process whose stdout is read line by line. Tests wait on what a
  * process says (a 'ready' line, an access-log line), never on the clock.
  */
+import * as os from 'os';
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 
@@ -26,8 +27,9 @@ export class Proc {
     });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
     this.exited = new Promise((resolve) =>
-      child.on('close', (code) => {
-        this.exitCode = code;
+      child.on('close', (code, signal) => {
+        // A process killed by a signal has exited too (the shell's 128 + signo), so waits end at once.
+        this.exitCode = code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0);
         this.notify();
         resolve(code);
       }),

@@ -50,6 +50,8 @@ export class AgentNode {
   tmp!: string;
   agent!: Proc;
   runtime!: CniRuntime;
+  /** The node's primary network alone (bridge + host-local), for pods that another agent registers. */
+  plainRuntime!: CniRuntime;
   socket!: string;
   configFile!: string;
   metricsPort = 0;
@@ -61,7 +63,8 @@ export class AgentNode {
     this.nodeName = opts.nodeName ?? 'node-a';
   }
 
-  async start(): Promise<void> {
+  /** Sets the node up; with agent: false, the test starts the agent itself (startAgent). */
+  async start(opts: { agent?: boolean } = {}): Promise<void> {
     this.lab = new NetLab();
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-agent-'));
     this.node = this.lab.addNode('node', this.opts.nodeSubnet);
@@ -88,14 +91,14 @@ export class AgentNode {
         serviceLoadBalancing: false, // this API server serves pods only; test/kernel/lb.test.ts covers Services
       }),
     );
+    const bridge = { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: this.opts.podSubnet, dataDir: path.join(this.tmp, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } };
     this.runtime = new CniRuntime(this.node.netns, CNI_BIN, {
       cniVersion: '1.0.0',
       name: 'lab-net',
-      plugins: [
-        { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: this.opts.podSubnet, dataDir: path.join(this.tmp, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } },
-        { type: 'switchyard-cni', agentSocket: this.socket, logFile: path.join(this.tmp, 'cni.log') },
-      ],
+      plugins: [bridge, { type: 'switchyard-cni', agentSocket: this.socket, logFile: path.join(this.tmp, 'cni.log') }],
     });
+    this.plainRuntime = new CniRuntime(this.node.netns, CNI_BIN, { cniVersion: '1.0.0', name: 'lab-net', plugins: [bridge] });
+    if (opts.agent === false) return;
     await this.startAgent();
     this.dp = Dataplane.adopt({ pinRoot: this.lab.pinRoot, cgroupPath: this.lab.cgroupRoot });
   }
@@ -109,10 +112,16 @@ export class AgentNode {
   }
 
   /** Starts the agent process and waits for its ready line. */
-  async startAgent(): Promise<void> {
-    this.agent = this.lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', this.configFile], { label: 'agent' });
+  async startAgent(env: NodeJS.ProcessEnv = {}): Promise<void> {
+    this.spawnAgent(env);
     const ready = await this.agent.waitForJson((o) => o.event === 'ready', 30000);
     this.metricsPort = Number(ready.metricsPort);
+  }
+
+  /** Starts the agent process without waiting for it. */
+  spawnAgent(env: NodeJS.ProcessEnv = {}): Proc {
+    this.agent = this.lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', this.configFile], { label: 'agent', env });
+    return this.agent;
   }
 
   apiPod(name: string, uid: string, mesh: boolean, annotations: Record<string, string> = {}) {
