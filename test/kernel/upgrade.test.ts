@@ -46,28 +46,34 @@ const APP_UID = 1000;
 const HELD = 4;
 const KILLS = 20;
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Points in the upgrade where a crash leaves a distinct state (interceptor/src/dataplane/upgrade.ts). */
-const FAILPOINTS = [
-  'prepare:shared-pinned',
-  'prepare:loaded:sy_connect',
-  'prepare:loaded:sy_tc',
-  'recorded:Prepared',
-  'swap-tc:1',
-  'swap-tc:3',
-  'recorded:TcSwapped',
-  'swap-links:connect4',
-  'swap-links:sock_ops',
-  'swap-links:getsockopt',
-  'swap-links:sk_msg',
-  'recorded:LinksSwapped',
-  'delta:sy_counters',
-  'recorded:DeltaCopied',
-  'commit:retired:sy_counters',
-  'commit:sy_origdst_transient',
-  'commit:retired:progs',
-  'recorded:Live',
-  'commit:record',
-];
+const TIMED_KILLS = 10;
+
+/**
+ * The failpoints (interceptor/src/dataplane/upgrade.ts) that the next agent can still reach
+ * in the 1 -> 2 upgrade, one list per phase (prepare, swap-tc, swap-links, delta, commit),
+ * and the index of the first one the journal lets it reach: a run resumes at its phase, or
+ * starts over after a rollback. The point that completes the upgrade ('commit:record') is
+ * left out, so that every kill interrupts it.
+ */
+function reachablePoints(pinRoot: string): { first: number; phases: string[][] } {
+  const next = path.join(pinRoot, 'upgrade-next');
+  const rec = fs.existsSync(next) ? readAbiRecord(path.join(next, 'sy_abi')) : null;
+  const phase = rec && rec.phase >= Phase.Prepared ? rec.phase : null;
+  const staged = fs.existsSync(next) ? fs.readdirSync(next) : [];
+  const committing = phase !== null && phase >= Phase.DeltaCopied;
+  const commit = [...(committing ? staged : ['sy_counters', 'sy_origdst_transient', 'sy_pods', 'progs']).filter((f) => f !== 'sy_abi' && f !== 'progs').map((f) => `commit:${f}`), 'recorded:Live'];
+  if (!committing || staged.includes('sy_counters')) commit.push('commit:retired:sy_counters');
+  if (!committing || staged.includes('progs')) commit.push('commit:retired:progs');
+  const phases = [
+    ['prepare:shared-pinned', ...OBJECTS.map((o) => `prepare:loaded:${o}`), 'recorded:Prepared'],
+    ['swap-tc:1', 'swap-tc:2', 'swap-tc:3', 'swap-tc:4', 'recorded:TcSwapped'],
+    [...PROGRAMS.flatMap((p) => ('cgroupHook' in p ? [`swap-links:${p.cgroupHook}`] : [])), 'swap-links:sk_msg', 'recorded:LinksSwapped'],
+    ['delta:sy_counters', 'recorded:DeltaCopied'],
+    commit,
+  ];
+  return { first: phase === null ? 0 : Math.min(phase, Phase.DeltaCopied), phases };
+}
+const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)];
 
 /**
  * The JSON events a process printed, parsed once each as they arrive: the relays print
@@ -258,50 +264,60 @@ describeKernel('upgrading the agent across a BPF ABI change, with traffic flowin
     }
   }, 120_000);
 
-  test(`the agent SIGKILLed ${KILLS} times at random steps of its upgrades: each restart resumes or rolls back, with the same guarantees`, async () => {
+  test(`the agent SIGKILLed at ${KILLS} random failpoints of one upgrade and ${TIMED_KILLS} random moments of others: each restart resumes or rolls back, with the same guarantees`, async () => {
     const node = new V1Node('10.93.0', '10.94.0.0/16', 'node-upgrade-kill');
     const dirs = [BPF_OBJECT_DIR, ALT_OBJECT_DIR];
     const builds = dirs.map((d) => buildId(d, node.handoff));
     expect(builds[0]).not.toBe(builds[1]);
-    let target = 0;
-    const stats = { kills: 0, runs: 0, resumed: 0, rolledBack: 0, completedUnkilled: 0, killedAt: {} as Record<string, number> };
+    const stats = { failpointKills: 0, timedKills: 0, resumed: 0, rolledBack: 0, killedAt: {} as Record<string, number> };
+    const step = (l: string) => l.includes('dataplane upgrade step');
+    const ready = (l: string) => l.includes('"event":"ready"');
+    const tally = (agent: Proc, at: string) => {
+      stats.killedAt[at] = (stats.killedAt[at] ?? 0) + 1;
+      if (agent.lines.some((l) => l.includes('step=resume'))) stats.resumed++;
+      if (agent.lines.some((l) => l.includes('step=rollback'))) stats.rolledBack++;
+    };
     try {
       await node.start();
-      const step = (l: string) => l.includes('dataplane upgrade step');
-      while (stats.kills < KILLS) {
-        // Once the pins run the target build, the next upgrade goes to the other one (the same
-        // ABI in other bytes): every run then has an upgrade to interrupt.
+      // The 1 -> 2 upgrade, crashed 20 times over at random points, four in each phase as far as
+      // the journal allows (a crash in prepare rolls back; later ones resume where the journal
+      // says): every restart must first resume or roll back what it finds.
+      while (stats.failpointKills < KILLS) {
+        const { first, phases } = reachablePoints(node.h.lab.pinRoot);
+        const point = pick(phases[Math.max(first, Math.floor((stats.failpointKills * phases.length) / KILLS))]);
+        const agent = node.h.spawnAgent({ SWITCHYARD_FAILPOINT: point });
+        const outcome = await agent.waitForLine(ready, 30000).then(
+          () => 'ready',
+          () => `exited ${agent.exitCode}`,
+        );
+        if (outcome === 'ready') await agent.stop('SIGTERM');
+        expect([point, outcome]).toEqual([point, `exited ${128 + 9}`]); // died by its own SIGKILL there, never ready
+        stats.failpointKills++;
+        tally(agent, point);
+      }
+      expect(readAbiRecord(path.join(node.h.lab.pinRoot, 'sy_abi'))?.version ?? 1).toBe(1); // still not done
+      // Then upgrades between two builds of version 2, each killed at a random moment after a
+      // random step line (wherever the agent has got to by then).
+      let target = 0;
+      while (stats.timedKills < TIMED_KILLS) {
         const rec = readAbiRecord(path.join(node.h.lab.pinRoot, 'sy_abi'));
         if (rec?.build === builds[target] && !fs.existsSync(path.join(node.h.lab.pinRoot, 'upgrade-next'))) target ^= 1;
-        // Half the runs die at a failpoint picked at random (a crash exactly there), half at a
-        // random moment after a random step line (wherever the agent has got to by then).
-        const point = stats.runs % 2 === 0 ? FAILPOINTS[Math.floor(Math.random() * FAILPOINTS.length)] : undefined;
-        const agent = node.h.spawnAgent({ SWITCHYARD_BPF_DIR: dirs[target], ...(point ? { SWITCHYARD_FAILPOINT: point } : {}) });
-        stats.runs++;
+        const agent = node.h.spawnAgent({ SWITCHYARD_BPF_DIR: dirs[target] });
         const k = 1 + Math.floor(Math.random() * 3);
-        const ready = (l: string) => l.includes('"event":"ready"');
-        const line = await agent.waitForLine((l) => ready(l) || (!point && agent.lines.filter(step).length >= k), 30000).catch((e: Error) => {
-          if (point && agent.exitCode === 128 + 9) return 'failpoint';
-          throw e;
-        });
+        const line = await agent.waitForLine((l) => ready(l) || agent.lines.filter(step).length >= k, 30000);
         if (ready(line)) {
-          stats.completedUnkilled++; // the failpoint lies on a path this run did not take
-          await agent.stop('SIGTERM');
+          await agent.stop('SIGTERM'); // done before the k-th step: nothing left to interrupt
           continue;
         }
-        if (!point) {
-          await pause(Math.random() * 20); // the chaos itself: somewhere after that step began
-          await agent.stop('SIGKILL');
-        }
-        stats.kills++;
-        const at = point ?? `after ${/step=(\S+)/.exec(agent.lines.filter(step).pop()!)![1]}`;
-        stats.killedAt[at] = (stats.killedAt[at] ?? 0) + 1;
-        if (agent.lines.some((l) => l.includes('step=resume'))) stats.resumed++;
-        if (agent.lines.some((l) => l.includes('step=rollback'))) stats.rolledBack++;
+        await pause(Math.random() * 20); // the chaos itself: somewhere after that step began
+        await agent.stop('SIGKILL');
+        stats.timedKills++;
+        tally(agent, `after ${/step=(\S+)/.exec(agent.lines.filter(step).pop()!)![1]}`);
       }
       await node.h.startAgent({ SWITCHYARD_BPF_DIR: dirs[target] });
       process.stdout.write(`upgrade kills: ${JSON.stringify(stats)}\n`);
       expect(stats.resumed).toBeGreaterThan(0);
+      expect(stats.rolledBack).toBeGreaterThan(0);
       await node.finish(builds[target]);
     } finally {
       await node.h.stop();

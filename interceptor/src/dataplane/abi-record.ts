@@ -19,10 +19,12 @@ export const ABI_VERSION = 2;
 /** The version of pins that carry no record: everything before the record existed. */
 export const UNRECORDED_VERSION = 1;
 
-/** How far an upgrade got; every phase is durable once written. */
+/**
+ * How far an upgrade got; every phase is durable once written. Ordered, so
+ * that a restart resumes from any recorded phase; 0 is never written (a
+ * record that reads 0 was created by an agent that died before writing it).
+ */
 export enum Phase {
-  /** Committed: the record of a live dataplane. */
-  Live = 0,
   /** The new objects are loaded beside the old ones and the maps copied; nothing attached. */
   Prepared = 1,
   /** tc filters on pod interfaces run the new programs. */
@@ -31,6 +33,8 @@ export enum Phase {
   LinksSwapped = 3,
   /** Entries the old programs wrote meanwhile are copied; only renames remain. */
   DeltaCopied = 4,
+  /** Committed: the record of a live dataplane (staged, it means only the last rename is left). */
+  Live = 5,
 }
 
 export interface AbiRecord {

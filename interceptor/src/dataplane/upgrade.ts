@@ -194,6 +194,7 @@ export function upgradeDataplane(o: UpgradeOptions, plan = upgradePlan(o)): Upgr
     removePinTree(next);
     throw e;
   }
+  o.onPoint?.('recorded:Prepared');
   const replaced = plan.maps.filter((m) => m.action !== 'share' && m.action !== 'create' && m.action !== 'drop').map((m) => m.name);
   const tcSwapped = new Swap(o, plan.from, ABI_VERSION, build, replaced, copied).run(Phase.Prepared);
   return { from: plan.from, to: ABI_VERSION, maps: plan.maps, tcSwapped };
