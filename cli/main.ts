@@ -9,7 +9,7 @@
  *   switchyard status [NS/POD] [-o json] [--socket PATH]
  *                                                   pods registered on this node, with their BPF counters
  *   switchyard status services [-o json]         Service frontends, backends and counters
- *   switchyard explain NS/POD IP:PORT [--uid N] [-o json] [--socket PATH]
+ *   switchyard explain NS/POD IP:PORT [--uid N] [--foreign] [-o json] [--socket PATH]
  *                                                   would this connect be redirected, and why
  *   switchyard logs POD [-c CONTAINER] [-n NAMESPACE] [-p] [--log-dir DIR]
  *                                                   a lab container's output (kubectl logs for the lab)
@@ -155,15 +155,17 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
 
 async function explainCommand(args: string[], out: (s: string) => void): Promise<number> {
   const socket = flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET;
-  const positional = args.filter((a, i) => !a.startsWith('-') && !(i > 0 && args[i - 1].startsWith('-')));
+  const valued = new Set(['--uid', '--socket', '-o', '--output']);
+  const positional = args.filter((a, i) => !a.startsWith('-') && !valued.has(args[i - 1]));
   const [pod, dst] = positional;
-  if (!pod || !pod.includes('/') || !dst) throw new UsageError('usage: switchyard explain NAMESPACE/POD IP:PORT [--uid N]');
+  if (!pod || !pod.includes('/') || !dst) throw new UsageError('usage: switchyard explain NAMESPACE/POD IP:PORT [--uid N] [--foreign]');
   const uid = flag(args, 'uid');
-  const r = await agentGet(socket, `/v1/explain?pod=${encodeURIComponent(pod)}&dst=${encodeURIComponent(dst)}${uid ? `&uid=${uid}` : ''}`);
+  const foreign = args.includes('--foreign') ? '&foreign=true' : '';
+  const r = await agentGet(socket, `/v1/explain?pod=${encodeURIComponent(pod)}&dst=${encodeURIComponent(dst)}${uid ? `&uid=${uid}` : ''}${foreign}`);
   if (r.status !== 200) throw new Error(r.body.error);
   if (wantsJson(args)) out(JSON.stringify(r.body, null, 2) + '\n');
   else {
-    const what = { 'redirect-outbound': 'REDIRECTED to the sidecar', 'redirect-inbound': 'REDIRECTED to the peer pod\'s inbound port', direct: 'NOT redirected' }[r.body.verdict as string];
+    const what = { 'redirect-outbound': 'REDIRECTED to the sidecar', 'redirect-inbound': 'REDIRECTED to the peer pod\'s inbound port', direct: 'NOT redirected', refused: 'REFUSED' }[r.body.verdict as string];
     out(`${pod} -> ${dst}: ${what}; connects to ${r.body.target}\n${r.body.reasons.map((x: string) => `  - ${x}`).join('\n')}\n`);
   }
   return 0;
@@ -273,7 +275,7 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] | logs POD [-c CONTAINER] [-n NS] [-p]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign] | logs POD [-c CONTAINER] [-n NS] [-p]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

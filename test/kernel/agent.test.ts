@@ -21,6 +21,7 @@ import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, NodeNs, sh } from '../../lab/src/netlab';
 import { Proc, waitUntil } from '../../lab/src/proc';
 import { accessMatching } from '../helpers/access-log';
+import { EXPLAIN_CASES, ExplainWorld } from '../helpers/explain-cases';
 
 const NODE = 'node-a';
 
@@ -351,28 +352,38 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     await sleeper.stop();
   });
 
-  test('explain agrees with what the kernel does: each case moves the counter its verdict names', async () => {
+  test('explain agrees with the kernel on every case of the shared table: verdict, and exactly the counters the connect moves', async () => {
     const p = sandbox('mesh-explain', true, { annotations: { [ANNOTATIONS.excludeOutboundPorts]: '7070', [ANNOTATIONS.excludeOutboundCidrs]: '10.71.255.0/24' } });
+    const peer = sandbox('mesh-explain-peer', true);
     await add(p);
-    const cookie = native().netnsCookie(p.netnsPath);
-    const cases = [
-      { dst: `${plainServer.ip}:8080`, uid: 1000, verdict: 'redirect-outbound', counter: 'redirected_outbound' },
-      { dst: `${plainServer.ip}:7070`, uid: 1000, verdict: 'direct', counter: 'excluded' },
-      { dst: `${plainServer.ip}:8080`, uid: 1337, verdict: 'direct', counter: 'sidecar_passed' },
-      { dst: '10.71.255.7:8080', uid: 1000, verdict: 'direct', counter: 'excluded' },
-      { dst: '127.0.0.1:8080', uid: 1000, verdict: 'direct', counter: null }, // loopback: no pod counter moves
-    ] as const;
-    for (const c of cases) {
-      const e = await agentGet(`/v1/explain?pod=apps/mesh-explain&dst=${c.dst}&uid=${c.uid}`);
-      expect({ dst: c.dst, uid: c.uid, verdict: e.verdict }).toEqual({ dst: c.dst, uid: c.uid, verdict: c.verdict });
-      const [host, port] = c.dst.split(':');
-      const before = dp.podCounters(cookie)!;
-      // One connect as that uid; the kernel's decision is made in connect4, so a refused or unanswered connect counts too.
-      const probe = lab.spawn({ netns: p.netns, cgroup: p.cgroup }, ['timeout', '1', 'bash', '-c', `(exec 3<>/dev/tcp/${host}/${port}) 2>/dev/null; echo done`], { uid: c.uid });
-      await probe.wait();
-      const after = dp.podCounters(cookie)!;
-      const moved = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k as keyof typeof before]]).filter(([, d]) => d !== 0n));
-      expect({ dst: c.dst, uid: c.uid, moved }).toEqual({ dst: c.dst, uid: c.uid, moved: c.counter ? { [c.counter]: 1n } : {} });
+    await add(peer);
+    const w: ExplainWorld = { pod: p.ip!, peer: peer.ip!, plain: plainServer.ip!, excludedCidr: '10.71.255.7', svc: '10.96.200.10', svcToPeer: '10.96.200.11', svcExcluded: '10.96.200.12', svcEmpty: '10.96.200.13' };
+    const services: [number, string, number, { ip: string; port: number }[]][] = [
+      [9001, w.svc, 80, [{ ip: w.plain, port: 8080 }]],
+      [9002, w.svcToPeer, 80, [{ ip: w.peer, port: 8080 }]],
+      [9003, w.svcExcluded, 7070, [{ ip: w.plain, port: 8080 }]],
+      [9004, w.svcEmpty, 80, []],
+    ];
+    for (const [id, ip, port, backends] of services) dp.setService(id, { ip, port, protocol: 'TCP' }, backends);
+    // A process in the pod's netns but not in its cgroup, as nsenter or a CNI plugin would be.
+    const foreign = lab.addCgroupAt('kubepods', 'explain-foreign');
+    const uid = { app: 1000, sidecar: 1337, foreign: 1000 };
+    const decisions = /^SY_C_(CONNECT|LB)_/;
+    try {
+      for (const c of EXPLAIN_CASES) {
+        const d = c.dst(w);
+        const e = await agentGet(`/v1/explain?pod=apps/mesh-explain&dst=${encodeURIComponent(`${d.ip.includes(':') ? `[${d.ip}]` : d.ip}:${d.port}`)}&uid=${uid[c.from]}${c.from === 'foreign' ? '&foreign=true' : ''}`);
+        expect({ case: c.name, verdict: e.verdict, counters: e.counters }).toEqual({ case: c.name, verdict: c.verdict, counters: c.counters });
+        const before = dp.counters();
+        // One connect from that caller; the decision is made in connect4/6, so a refused or unanswered connect counts too.
+        const probe = lab.spawn({ netns: p.netns, cgroup: c.from === 'foreign' ? foreign : p.cgroup }, ['timeout', '1', 'bash', '-c', `(exec 3<>/dev/tcp/${d.ip}/${d.port}) 2>/dev/null; echo done`], { uid: uid[c.from] });
+        await probe.wait();
+        const after = dp.counters();
+        const moved = Object.entries(after).filter(([k, v]) => decisions.test(k) && v !== before[k as keyof typeof before]).map(([k, v]) => [k, v - before[k as keyof typeof before]]);
+        expect({ case: c.name, moved: Object.fromEntries(moved) }).toEqual({ case: c.name, moved: Object.fromEntries(c.counters.map((k) => [k, 1n])) });
+      }
+    } finally {
+      for (const [id, ip, port] of services) dp.deleteService(id, { ip, port, protocol: 'TCP' });
     }
     const out: string[] = [];
     const code = await cli(['explain', 'apps/mesh-explain', `${plainServer.ip}:7070`, '--uid', '1000', '--socket', socket], (s) => out.push(s), (s) => out.push(s));

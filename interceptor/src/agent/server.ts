@@ -12,7 +12,7 @@ import { AddressInfo, isIP } from 'net';
 import { counterKey } from '../dataplane/abi';
 import { Dataplane } from '../dataplane/dataplane';
 import { AgentMetrics } from './metrics';
-import { explain } from './explain';
+import { ExplainEnv, explain } from './explain';
 import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
 
@@ -91,9 +91,13 @@ export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane
       res.status(400).json({ error: `destination '${dst}' must be IP:PORT (IPv6 as [IP]:PORT)` });
       return;
     }
+    if (!Number.isInteger(uid) || uid < 0 || uid > 0xffffffff) {
+      res.status(400).json({ error: `uid '${req.query.uid}' must be a whole number from 0 to 4294967295` });
+      return;
+    }
     const record = store.byPod(ns, name);
     if (!record) {
-      res.json({ verdict: 'direct', target: dst, reasons: [`${ns}/${name} is not a registered mesh pod on this node: nothing is intercepted`] });
+      res.json({ verdict: 'direct', target: dst, reasons: [`${ns}/${name} is not a registered mesh pod on this node: nothing is intercepted`], counters: ['SY_C_CONNECT_NOT_MESH'] });
       return;
     }
     const config = dp.pod(BigInt(record.netnsCookie));
@@ -101,12 +105,21 @@ export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane
       res.status(409).json({ error: `${ns}/${name} has a record but no map entry; the agent will repair it on reconcile` });
       return;
     }
-    const byIp = (ip: string) => {
-      const r = store.all().find((x) => x.ips.includes(ip));
-      const c = r && dp.pod(BigInt(r.netnsCookie));
-      return r && c ? { name: `${r.namespace}/${r.name}`, config: c } : undefined;
+    const names = new Map(((services() ?? []) as { frontend: string; service: string }[]).map((s) => [s.frontend, s.service]));
+    const env: ExplainEnv = {
+      localPodByIp: (ip) => {
+        const r = store.all().find((x) => x.ips.includes(ip));
+        const c = r && dp.pod(BigInt(r.netnsCookie));
+        return r && c ? { name: `${r.namespace}/${r.name}`, config: c } : undefined;
+      },
+      // The frontends the kernel holds, not the API's: what a connect meets now.
+      frontend: (ip, port) => {
+        const f = dp.service({ ip, port, protocol: 'TCP' });
+        const key = `${isIP(ip) === 6 ? `[${ip}]` : ip}:${port}/TCP`;
+        return f && { service: names.get(key) ?? `service id ${f.serviceId}`, backends: f.backends };
+      },
     };
-    res.json(explain(config, { ip: m[1], port: Number(m[2]) }, uid, byIp));
+    res.json(explain({ pod: config, uid, foreignCgroup: req.query.foreign === 'true' }, { ip: m[1], port: Number(m[2]) }, env));
   });
 
   app.use((err: Error & { type?: string }, _req: Request, res: Response, next: NextFunction) => {
