@@ -24,7 +24,8 @@ export async function freePort(): Promise<number> {
   const [ephemeralLo] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
   const hi = (ephemeralLo || 32768) - 1;
   const lo = hi > 21000 ? 20000 : 1024;
-  const leases = path.join(os.tmpdir(), 'switchyard-port-leases');
+  // Per user: a directory another uid made (root's test run) is not ours to write.
+  const leases = path.join(os.tmpdir(), `switchyard-port-leases-${process.getuid?.() ?? 0}`);
   fs.mkdirSync(leases, { recursive: true });
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = lo + Math.floor(Math.random() * (hi - lo + 1));
