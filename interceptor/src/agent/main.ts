@@ -150,7 +150,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: Error) => {
-  const known = e instanceof ConfigError || e instanceof HostError || e instanceof KubeConfigError || e instanceof CniInstallError || e.name === 'DataplaneError';
+  const known = e instanceof ConfigError || e instanceof HostError || e instanceof KubeConfigError || e instanceof CniInstallError || e.name === 'DataplaneError' || e.name === 'UpgradeRefused';
   log('error', 'interceptor cannot start', { error: e.message });
   if (!known) process.stderr.write(`${e.stack}\n`);
   process.exit(1);
