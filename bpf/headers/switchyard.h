@@ -232,6 +232,4 @@ struct sy_lb_counters {
 	__u64 no_backend;
 };
 
-#define SY_PIN_DEFAULT_ROOT "/sys/fs/bpf/switchyard"
-
 #endif /* SWITCHYARD_H */
