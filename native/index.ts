@@ -42,13 +42,7 @@ export interface MapInfo {
 }
 
 /** A map as an object file defines it, with the size the agent would give it. */
-export interface MapSpec {
-  name: string;
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
+export interface MapSpec extends Pick<MapInfo, 'name' | 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'flags'> {
   /** LIBBPF_PIN_BY_NAME: shared by name under the pin root. */
   pinned: boolean;
 }

@@ -16,20 +16,6 @@ import { Interception, validateInterception } from '../../api/interception';
 
 export const ABI1_OBJECT_DIR = path.join(projectRoot(), 'build', 'bpf-abi1');
 
-/** The maps version 1 pinned. */
-export const ABI1_MAPS = [
-  'sy_pods',
-  'sy_pod_by_ip',
-  'sy_origdst',
-  'sy_sock_hash',
-  'sy_counters',
-  'sy_pod_counters',
-  'sy_lb_frontends',
-  'sy_lb_backends',
-  'sy_lb_affinity',
-  'sy_lb_revnat',
-  'sy_lb_counters',
-];
 
 /** Loads, pins and attaches the version-1 objects as that agent did. */
 export function loadAbi1(pinRoot: string, cgroupPath: string, handoff: OrigdstHandoff): void {

@@ -31,8 +31,8 @@ import {
 import { encodeAddr } from '../../../api/addr';
 import { Interception, validateInterception, validatePodIps } from '../../../api/interception';
 import { DataplaneError } from './errors';
-import { DEFAULT_PIN_ROOT, MAPS, MapName, TC_HANDLE, TC_PRIORITY } from './layout';
-import { DataplaneOptions, OpenOptions, Opened, adoptPins, exists, isLoaded, loadPins, openPins, removePins } from './loader';
+import { DEFAULT_PIN_ROOT, MAPS, MapName, TC_HANDLE, TC_PRIORITY, pinExists as exists } from './layout';
+import { DataplaneOptions, OpenOptions, Opened, adoptPins, isLoaded, loadPins, openPins, removePins } from './loader';
 import * as services from './services';
 import * as stats from './stats';
 import { OrigdstHandoff, cgroupLevel, findCgroup2Mount } from './host';

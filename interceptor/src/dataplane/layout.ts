@@ -68,6 +68,16 @@ export type MapName = (typeof MAPS)[number];
 export const NEXT_DIR = 'upgrade-next';
 export const OLD_DIR = 'upgrade-old';
 
+/** Whether a pin (or any path) exists; lstat, so a dangling name counts. */
+export function pinExists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** sy_connect and sy_sockops come in two builds, one per hand-off (bpf/headers/handoff.h). */
 export function objectFile(objectDir: string, obj: string, handoff: OrigdstHandoff): string {
   const variant = handoff === 'socket-cookie' && (obj === 'sy_connect' || obj === 'sy_sockops') ? '.cookie' : '';

@@ -12,7 +12,7 @@ import { ABI_VERSION, Phase, writeAbiRecord } from './abi-record';
 import { MapSizes, validateMapSizes } from './config';
 import { DataplaneError } from './errors';
 import { FeatureProbe, HostError, OrigdstHandoff, cgroupLevel, checkKernelFeatures, ensureBpffs, findCgroup2Mount, origdstHandoff } from './host';
-import { DEFAULT_PIN_ROOT, MAPS, NEXT_DIR, OBJECTS, OLD_DIR, PROGRAMS, buildId, objectFile } from './layout';
+import { DEFAULT_PIN_ROOT, MAPS, NEXT_DIR, OBJECTS, OLD_DIR, PROGRAMS, buildId, objectFile, pinExists } from './layout';
 import { UpgradeRefused } from './migrate';
 import { UpgradeOptions, UpgradeResult, pinnedVersion, recoverUpgrade, removePinTree, upgradeDataplane, upgradePlan } from './upgrade';
 
@@ -49,14 +49,7 @@ export interface Opened {
   upgrade?: UpgradeResult;
 }
 
-export const exists = (p: string) => {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const exists = pinExists;
 
 /**
  * Checks the host, loads every object, pins and attaches. Either all of it

@@ -25,7 +25,7 @@ import * as path from 'path';
 import { MapInfo, MapSpec, isNativeError, native } from '../../../native';
 import { ABI_VERSION, Phase, UNRECORDED_VERSION, readAbiRecord, writeAbiRecord } from './abi-record';
 import type { OrigdstHandoff } from './host';
-import { NEXT_DIR, OBJECTS, OLD_DIR, PROGRAMS, TC_HANDLE, TC_PRIORITY, buildId, objectFile } from './layout';
+import { NEXT_DIR, OBJECTS, OLD_DIR, PROGRAMS, TC_HANDLE, TC_PRIORITY, buildId, objectFile, pinExists } from './layout';
 import { MapPlan, UPGRADERS, UpgradeRefused, addCounters, copyEntries, planMaps } from './migrate';
 
 export interface UpgradeOptions {
@@ -51,14 +51,7 @@ export interface UpgradeResult {
   tcSwapped: number;
 }
 
-const exists = (p: string) => {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const exists = pinExists;
 
 /** Unpins everything under dir (maps, programs, records) and removes it. */
 export function removePinTree(dir: string): void {
