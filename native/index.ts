@@ -101,6 +101,8 @@ export interface Native {
   linkProgId(linkPin: string): number;
   mapCreate(pin: string, type: number, keySize: number, valueSize: number, maxEntries: number, name: string): void;
   objectMaps(objPath: string, mapSizes: Record<string, number>): MapSpec[];
+  objectPrograms(objPath: string): { name: string; section: string; type: number; attachType: number }[];
+  cgroupHookAttachType(hook: CgroupHook): number;
 }
 
 /** The checkout (or install) root: the directory holding build/. */

@@ -9,7 +9,8 @@ import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
 import { COUNTERS, LAYOUTS, POD_CONFIG, POD_FLAG_NO_SOCKMAP, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
 import { parseCidr } from '../api/addr';
 import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
-import { MAPS } from '../interceptor/src/dataplane/layout';
+import { MAPS, OBJECTS, objectFile } from '../interceptor/src/dataplane/layout';
+import { DEFAULT_MAP_SIZES } from '../interceptor/src/dataplane/config';
 import { ABI_VERSION } from '../interceptor/src/dataplane/abi-record';
 import { projectRoot } from '../native';
 
@@ -41,6 +42,28 @@ describe('ABI shared by BPF and TypeScript', () => {
   test('every map the agent opens is one the objects pin by name', () => {
     const pinned = new Set(objects.flatMap((o) => native().objectMaps(o, {}).filter((m) => m.pinned).map((m) => m.name)));
     for (const m of MAPS) expect([m, pinned.has(m)]).toEqual([m, true]);
+  });
+
+  // Both builds of the hand-off (bpf/headers/handoff.h) must agree with the tables.
+  const handoffs = ['task-storage', 'socket-cookie'] as const;
+
+  test.each(handoffs)("the agent's default map sizes are the sizes the objects define (%s)", (handoff) => {
+    const defined = new Map(OBJECTS.flatMap((o) => native().objectMaps(objectFile(BPF_OBJECT_DIR, o, handoff), {})).map((m) => [m.name, m.maxEntries]));
+    const sized = Object.entries(DEFAULT_MAP_SIZES).filter(([name]) => defined.has(name));
+    expect(sized.length).toBeGreaterThan(10);
+    for (const [name, size] of sized) expect([name, defined.get(name)]).toEqual([name, size]);
+  });
+
+  test.each(handoffs)("PROGRAMS is the objects' programs, each attached the way libbpf reads its SEC() (%s)", (handoff) => {
+    const progs = OBJECTS.flatMap((o) => native().objectPrograms(objectFile(BPF_OBJECT_DIR, o, handoff)).map((p) => ({ ...p, object: o })));
+    expect(progs.map((p) => p.name).sort()).toEqual(PROGRAMS.map((p) => p.name).sort());
+    for (const p of PROGRAMS) {
+      const built = progs.find((x) => x.name === p.name)!;
+      expect([p.name, built.object]).toEqual([p.name, p.object]);
+      if ('cgroupHook' in p) expect([p.name, native().cgroupHookAttachType(p.cgroupHook)]).toEqual([p.name, built.attachType]);
+      if ('skMsgMap' in p) expect([p.name, built.section]).toEqual([p.name, 'sk_msg']);
+      if ('tc' in p) expect([p.name, built.section]).toEqual([p.name, 'tc']);
+    }
   });
 
   test('counter names and indexes match enum sy_counter', () => {

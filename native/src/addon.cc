@@ -83,6 +83,13 @@ const HookInfo& Hook(Napi::Env env, const std::string& name) {
   return it->second;
 }
 
+// cgroupHookAttachType(hook) -> the bpf_attach_type this addon attaches the
+// hook with (test/abi.test.ts holds it to each program's own, from libbpf).
+Napi::Value CgroupHookAttachType(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Napi::Number::New(env, static_cast<uint32_t>(Hook(env, Str(info[0], "hook")).type));
+}
+
 // ------------------------------------------------------------ object loading
 // loadObject(objPath, pinRoot, progPinDir, mapSizes) -> { programs, maps }
 // Maps are pinned by name under pinRoot (so separately loaded objects share
@@ -613,7 +620,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"mapKeys", MapKeys},           {"possibleCpus", PossibleCpus}, {"progInfo", ProgInfo},
       {"netnsCookie", NetnsCookie},   {"cgroupId", CgroupId},         {"originalDst", OriginalDst},
       {"probeProgType", ProbeProgType}, {"probeHelper", ProbeHelper}, {"isBpffs", IsBpffsPath},
-      {"btfDescribe", BtfDescribe},
+      {"btfDescribe", BtfDescribe},   {"cgroupHookAttachType", CgroupHookAttachType},
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   RegisterPins(env, exports);

@@ -1,6 +1,7 @@
 // The upgrade path's kernel operations (interceptor/src/dataplane/upgrade.ts):
 // give a pinned object a second name, swap a link's program in place, create
-// a plain map, and read an object file's map definitions without loading it.
+// a plain map, and read an object file's map and program definitions without
+// loading it (also what test/abi.test.ts holds the TypeScript tables to).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -100,6 +101,29 @@ Napi::Value ObjectMaps(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// objectPrograms(objPath) -> [{ name, section, type, attachType }]: the
+// programs an object holds, with the attach type libbpf derives from each
+// one's SEC() name, read without loading anything.
+Napi::Value ObjectPrograms(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string obj_path = Str(info[0], "objPath");
+  struct bpf_object* obj = bpf_object__open_file(obj_path.c_str(), nullptr);
+  if (!obj) ThrowErrno(env, errno, "bpf_object__open_file", "cannot open BPF object " + obj_path);
+  std::unique_ptr<struct bpf_object, void (*)(struct bpf_object*)> guard(obj, bpf_object__close);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, obj) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("name", bpf_program__name(prog));
+    p.Set("section", bpf_program__section_name(prog));
+    p.Set("type", static_cast<uint32_t>(bpf_program__type(prog)));
+    p.Set("attachType", static_cast<uint32_t>(bpf_program__expected_attach_type(prog)));
+    out.Set(i++, p);
+  }
+  return out;
+}
+
 }  // namespace
 
 void RegisterPins(Napi::Env env, Napi::Object exports) {
@@ -108,6 +132,7 @@ void RegisterPins(Napi::Env env, Napi::Object exports) {
   exports.Set("linkProgId", Napi::Function::New(env, LinkProgId, "linkProgId"));
   exports.Set("mapCreate", Napi::Function::New(env, MapCreate, "mapCreate"));
   exports.Set("objectMaps", Napi::Function::New(env, ObjectMaps, "objectMaps"));
+  exports.Set("objectPrograms", Napi::Function::New(env, ObjectPrograms, "objectPrograms"));
 }
 
 }  // namespace switchyard
