@@ -24,12 +24,32 @@ import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { LabCluster } from './cluster';
 import { activeConfig } from '../../interceptor/src/agent/cni-install';
 import type { ServiceStatus } from '../../interceptor/src/lb/controller';
+import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
+import { PodEvidence, describeNotReady } from './diagnose';
 
 const keep = process.argv.includes('--keep');
 const t0 = Date.now();
 const say = (s = '') => process.stdout.write(`${s}\n`);
 const indent = (s: string, n = 3) => s.trimEnd().split('\n').map((l) => `${' '.repeat(n)}${l}`).join('\n');
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** What `kubectl describe pod` and `kubectl logs` would show for the pods of ns that are not Ready. */
+async function whyNotReady(lab: LabCluster, ns: string): Promise<string> {
+  const pods = JSON.parse(lab.kubectl(['get', 'pods', '-n', ns, '-o', 'json'])).items as V1Pod[];
+  const events = JSON.parse(lab.kubectl(['get', 'events', '-n', ns, '-o', 'json'])).items as CoreV1Event[];
+  const evidence: PodEvidence[] = [];
+  for (const pod of pods) {
+    const logs: Record<string, string[]> = {};
+    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      logs[c.name] = await sw(['logs', pod.metadata!.name!, '-n', ns, '-c', c.name]).then(
+        (t) => t.trimEnd().split('\n').slice(-5),
+        () => [],
+      );
+    }
+    evidence.push({ pod, events: events.filter((e) => e.involvedObject.name === pod.metadata?.name), logs });
+  }
+  return describeNotReady(evidence);
+}
 
 async function sw(args: string[]): Promise<string> {
   let out = '';
@@ -83,7 +103,9 @@ async function main(): Promise<void> {
     const ready = list.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
     return ready.length === 3 ? ready : undefined;
   };
-  const pods = await eventually('3 Ready pods in namespace demo', podsReady, 120_000);
+  const pods = await eventually('3 Ready pods in namespace demo', podsReady, 120_000).catch(async (e: Error) => {
+    throw new Error(`${e.message}\n${await whyNotReady(lab!, 'demo')}`);
+  });
   const tReady = Date.now() - tApplied;
   const podA = pods.find((p) => p.metadata.labels.app === 'app-a');
   const podsB = pods.filter((p) => p.metadata.labels.app === 'app-b');

@@ -1,0 +1,51 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { describeNotReady } from './diagnose';
+
+const pod = (name: string, ready: boolean, status: Partial<NonNullable<V1Pod['status']>> = {}): V1Pod => ({
+  metadata: { namespace: 'demo', name },
+  status: { phase: 'Running', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }], ...status },
+});
+
+describe('describeNotReady: why a pod is not Ready, as describe and logs would say', () => {
+  test('Ready pods say nothing', () => {
+    expect(describeNotReady([{ pod: pod('a', true), events: [], logs: {} }])).toBe('');
+  });
+
+  test('a sidecar that cannot read the checkout: its state, restarts, last lines, Events, and the cause named', () => {
+    const text = describeNotReady([
+      {
+        pod: pod('app-a-1', false, {
+          initContainerStatuses: [
+            { name: 'switchyard-proxy', image: 'proxy', imageID: '', ready: false, restartCount: 4, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, reason: 'Error' } } },
+          ],
+          containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'PodInitializing' } } }],
+        }),
+        events: [{ type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container switchyard-proxy' }],
+        logs: { 'switchyard-proxy': ["Error: EACCES: permission denied, open '/root/switchyard/dist/sidecar/src/main.js'"], app: [] },
+      },
+    ]);
+    expect(text.split('\n')).toEqual([
+      'pod demo/app-a-1: Running, not Ready',
+      '  container switchyard-proxy: waiting (CrashLoopBackOff), ready false, 4 restarts; last run terminated (Error, exit 1)',
+      "    | Error: EACCES: permission denied, open '/root/switchyard/dist/sidecar/src/main.js'",
+      '  container app: waiting (PodInitializing), ready false, 0 restarts',
+      '  event Warning BackOff: Back-off restarting failed container switchyard-proxy',
+      expect.stringMatching(/^likely cause: a container cannot read a file it needs: .*root's 0700 home/),
+    ]);
+  });
+
+  test("Node's 'Cannot find module' for a script it may not read names the unreadable checkout", () => {
+    const text = describeNotReady([
+      { pod: pod('app-b-2', false, { containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: false, restartCount: 2, state: { waiting: { reason: 'CrashLoopBackOff' } } }] }), events: [], logs: { app: ["Error: Cannot find module '/root/switchyard/dist/lab/src/apps/http.js'"] } },
+    ]);
+    expect(text).toContain("likely cause: a container cannot load /root/switchyard/dist/lab/src/apps/http.js: if that file exists, the lab runs sidecars and apps as other users");
+  });
+
+  test('a sandbox switchyard-cni refused names the interceptor', () => {
+    const text = describeNotReady([
+      { pod: pod('app-b-1', false, { phase: 'Pending' }), events: [{ type: 'Warning', reason: 'FailedCreatePodSandBox', message: 'plugin type="switchyard-cni" failed (add): the Switchyard interceptor is not reachable' }], logs: {} },
+    ]);
+    expect(text).toContain('pod demo/app-b-1: Pending, not Ready');
+    expect(text).toContain('likely cause: switchyard-cni refused the sandbox');
+  });
+});

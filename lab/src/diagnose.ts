@@ -1,0 +1,61 @@
+/**
+ * Why pods did not become Ready, told the way `kubectl describe pod` and
+ * `kubectl logs` would tell it: each container's state, restarts and last
+ * log lines, and the pod's Events; plus a named cause where the evidence
+ * points at one we know. Pure: the caller gathers pods, Events and logs.
+ */
+import type { CoreV1Event, V1ContainerState, V1Pod } from '@kubernetes/client-node';
+
+export interface PodEvidence {
+  pod: V1Pod;
+  events: Pick<CoreV1Event, 'type' | 'reason' | 'message'>[];
+  /** The last lines each container printed, by container name. */
+  logs: Record<string, string[]>;
+}
+
+const isReady = (p: V1Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+function stateText(s: V1ContainerState | undefined): string {
+  if (!s) return 'no status yet';
+  if (s.running) return 'running';
+  if (s.waiting) return `waiting (${s.waiting.reason ?? 'no reason'})`;
+  if (s.terminated) return `terminated (${s.terminated.reason ?? 'no reason'}, exit ${s.terminated.exitCode})`;
+  return 'unknown';
+}
+
+const UNREADABLE =
+  'the lab runs sidecars and apps as other users (uids 1337 and 1000), so the checkout must be readable by them ' +
+  "(a clone in root's 0700 home is not; clone it elsewhere, for example under /opt or /srv)";
+
+/** The causes we have met, by the evidence they leave. */
+const CAUSES: { test: RegExp; say: (m: RegExpExecArray) => string }[] = [
+  // Node reports a script it may not read as missing.
+  { test: /Cannot find module '([^']+)'/, say: (m) => `a container cannot load ${m[1]}: if that file exists, ${UNREADABLE}` },
+  { test: /EACCES|permission denied/i, say: () => `a container cannot read a file it needs: ${UNREADABLE}` },
+  { test: /switchyard-cni/i, say: () => "switchyard-cni refused the sandbox: see the Event, and the interceptor's log (kubectl logs -n switchyard-system ds/switchyard-interceptor)" },
+];
+
+/** Text for the pods that are not Ready; empty when all are. */
+export function describeNotReady(evidence: PodEvidence[]): string {
+  const out: string[] = [];
+  const causes = new Set<string>();
+  for (const { pod, events, logs } of evidence) {
+    if (isReady(pod)) continue;
+    out.push(`pod ${pod.metadata?.namespace}/${pod.metadata?.name}: ${pod.status?.phase ?? 'no phase'}, not Ready`);
+    const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+    for (const c of statuses) {
+      const last = c.lastState?.terminated ? `; last run ${stateText(c.lastState)}` : '';
+      out.push(`  container ${c.name}: ${stateText(c.state)}, ready ${c.ready ?? false}, ${c.restartCount ?? 0} restarts${last}`);
+      const tail = logs[c.name] ?? [];
+      if (tail.length && (!c.ready || (c.restartCount ?? 0) > 0)) out.push(...tail.map((l) => `    | ${l}`));
+    }
+    for (const e of events.slice(-5)) out.push(`  event ${e.type ?? ''} ${e.reason ?? ''}: ${e.message ?? ''}`);
+    const text = [...Object.values(logs).flat(), ...events.map((e) => e.message ?? '')].join('\n');
+    for (const c of CAUSES) {
+      const m = c.test.exec(text);
+      if (m) causes.add(c.say(m));
+    }
+  }
+  for (const c of causes) out.push(`likely cause: ${c}`);
+  return out.join('\n');
+}
