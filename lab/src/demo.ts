@@ -42,7 +42,7 @@ async function whyNotReady(lab: LabCluster, ns: string): Promise<string> {
     const logs: Record<string, string[]> = {};
     for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
       logs[c.name] = await sw(['logs', pod.metadata!.name!, '-n', ns, '-c', c.name]).then(
-        (t) => t.trimEnd().split('\n').slice(-5),
+        (t) => t.trimEnd().split('\n').slice(-40),
         () => [],
       );
     }

@@ -36,8 +36,14 @@ describe('describeNotReady: why a pod is not Ready, as describe and logs would s
 
   test("Node's 'Cannot find module' for a script it may not read names the unreadable checkout", () => {
     const text = describeNotReady([
-      { pod: pod('app-b-2', false, { containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: false, restartCount: 2, state: { waiting: { reason: 'CrashLoopBackOff' } } }] }), events: [], logs: { app: ["Error: Cannot find module '/root/switchyard/dist/lab/src/apps/http.js'"] } },
+      {
+        pod: pod('app-b-2', false, { containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: false, restartCount: 2, state: { waiting: { reason: 'CrashLoopBackOff' } } }] }),
+        events: [],
+        // What Node prints: the error, a stack, and a trailer that pushes the error out of a short tail.
+        logs: { app: ['node:internal/modules/cjs/loader:1210', "Error: Cannot find module '/root/switchyard/dist/lab/src/apps/http.js'", '    at Module._resolveFilename (node:internal/modules/cjs/loader:1207:15)', "  code: 'MODULE_NOT_FOUND',", '  requireStack: []', '}', '', 'Node.js v20.20.2'] },
+      },
     ]);
+    expect(text).toContain("    | Error: Cannot find module '/root/switchyard/dist/lab/src/apps/http.js'\n    | …\n    |   code: 'MODULE_NOT_FOUND',");
     expect(text).toContain("likely cause: a container cannot load /root/switchyard/dist/lab/src/apps/http.js: if that file exists, the lab runs sidecars and apps as other users");
   });
 

@@ -9,7 +9,7 @@ import type { CoreV1Event, V1ContainerState, V1Pod } from '@kubernetes/client-no
 export interface PodEvidence {
   pod: V1Pod;
   events: Pick<CoreV1Event, 'type' | 'reason' | 'message'>[];
-  /** The last lines each container printed, by container name. */
+  /** The last lines each container printed (a few dozen: causes are looked for in all of them), by container name. */
   logs: Record<string, string[]>;
 }
 
@@ -35,6 +35,14 @@ const CAUSES: { test: RegExp; say: (m: RegExpExecArray) => string }[] = [
   { test: /switchyard-cni/i, say: () => "switchyard-cni refused the sandbox: see the Event, and the interceptor's log (kubectl logs -n switchyard-system ds/switchyard-interceptor)" },
 ];
 
+/** The last few non-empty lines, led by the last error line if it scrolled out (a stack trace's trailer hides it). */
+function shown(lines: string[], n = 4): string[] {
+  const text = lines.filter((l) => l.trim() !== '');
+  const last = text.slice(-n);
+  const error = [...text].reverse().find((l) => /^\s*\w*Error\b/.test(l));
+  return error && !last.includes(error) ? [error, '…', ...last] : last;
+}
+
 /** Text for the pods that are not Ready; empty when all are. */
 export function describeNotReady(evidence: PodEvidence[]): string {
   const out: string[] = [];
@@ -46,7 +54,7 @@ export function describeNotReady(evidence: PodEvidence[]): string {
     for (const c of statuses) {
       const last = c.lastState?.terminated ? `; last run ${stateText(c.lastState)}` : '';
       out.push(`  container ${c.name}: ${stateText(c.state)}, ready ${c.ready ?? false}, ${c.restartCount ?? 0} restarts${last}`);
-      const tail = logs[c.name] ?? [];
+      const tail = shown(logs[c.name] ?? []);
       if (tail.length && (!c.ready || (c.restartCount ?? 0) > 0)) out.push(...tail.map((l) => `    | ${l}`));
     }
     for (const e of events.slice(-5)) out.push(`  event ${e.type ?? ''} ${e.reason ?? ''}: ${e.message ?? ''}`);
