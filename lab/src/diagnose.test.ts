@@ -20,7 +20,11 @@ describe('describeNotReady: why a pod is not Ready, as describe and logs would s
           ],
           containerStatuses: [{ name: 'app', image: 'app', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'PodInitializing' } } }],
         }),
-        events: [{ type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container switchyard-proxy' }],
+        events: [
+          { type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container switchyard-proxy' },
+          { type: 'Normal', reason: 'Started', message: 'Started container switchyard-proxy' },
+          { type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container switchyard-proxy' },
+        ],
         logs: { 'switchyard-proxy': ["Error: EACCES: permission denied, open '/root/switchyard/dist/sidecar/src/main.js'"], app: [] },
       },
     ]);
@@ -29,7 +33,8 @@ describe('describeNotReady: why a pod is not Ready, as describe and logs would s
       '  container switchyard-proxy: waiting (CrashLoopBackOff), ready false, 4 restarts; last run terminated (Error, exit 1)',
       "    | Error: EACCES: permission denied, open '/root/switchyard/dist/sidecar/src/main.js'",
       '  container app: waiting (PodInitializing), ready false, 0 restarts',
-      '  event Warning BackOff: Back-off restarting failed container switchyard-proxy',
+      '  event Normal Started: Started container switchyard-proxy',
+      '  event Warning BackOff: Back-off restarting failed container switchyard-proxy (x2)',
       expect.stringMatching(/^likely cause: a container cannot read a file it needs: .*root's 0700 home/),
     ]);
   });

@@ -57,7 +57,15 @@ export function describeNotReady(evidence: PodEvidence[]): string {
       const tail = shown(logs[c.name] ?? []);
       if (tail.length && (!c.ready || (c.restartCount ?? 0) > 0)) out.push(...tail.map((l) => `    | ${l}`));
     }
-    for (const e of events.slice(-5)) out.push(`  event ${e.type ?? ''} ${e.reason ?? ''}: ${e.message ?? ''}`);
+    // As kubectl does, one line per distinct event with how often it happened.
+    const seen = new Map<string, number>();
+    for (const e of events) {
+      const line = `${e.type ?? ''} ${e.reason ?? ''}: ${e.message ?? ''}`;
+      const n = (seen.get(line) ?? 0) + 1;
+      seen.delete(line); // ordered by each event's last occurrence
+      seen.set(line, n);
+    }
+    for (const [line, n] of [...seen].slice(-5)) out.push(`  event ${line}${n > 1 ? ` (x${n})` : ''}`);
     const text = [...Object.values(logs).flat(), ...events.map((e) => e.message ?? '')].join('\n');
     for (const c of CAUSES) {
       const m = c.test.exec(text);
