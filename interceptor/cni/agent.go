@@ -36,6 +36,10 @@ const replyLimit = 1 << 20
 func callAgent(conf *PluginConf, verb string, req *AgentRequest) (*AgentReply, error) {
 	body, _ := json.Marshal(req)
 	status, raw, err := post(conf.AgentSocket, "/v1/cni/"+verb, body, conf.timeout())
+	var cut *bodyError
+	if errors.As(err, &cut) {
+		return nil, types.NewError(errAgentRefused, "switchyard-cni: the interceptor's reply was cut off", cut.Error())
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
 		// Code 100 as for an agent that is down: a hung agent is no more use, and failOpen applies alike.
@@ -43,14 +47,11 @@ func callAgent(conf *PluginConf, verb string, req *AgentRequest) (*AgentReply, e
 			fmt.Sprintf("switchyard-cni: the Switchyard interceptor at %s did not answer within %s; check its log (kubectl logs -n switchyard-system ds/switchyard-interceptor)", conf.AgentSocket, conf.timeout()),
 			err.Error())
 	}
-	var dialErr *net.OpError
-	if errors.As(err, &dialErr) && dialErr.Op == "dial" {
+	if err != nil {
+		// Not there, or gone before it answered (an agent killed mid-request): down, as far as this pod goes.
 		return nil, types.NewError(errAgentUnreachable,
 			fmt.Sprintf("switchyard-cni: the Switchyard interceptor is not reachable at %s; is the switchyard-interceptor DaemonSet running on this node?", conf.AgentSocket),
 			err.Error())
-	}
-	if err != nil {
-		return nil, types.NewError(errAgentRefused, "switchyard-cni: the interceptor's reply was cut off or unreadable", err.Error())
 	}
 	reply := &AgentReply{}
 	if err := json.Unmarshal(raw, reply); err != nil {
@@ -69,6 +70,13 @@ func callAgent(conf *PluginConf, verb string, req *AgentRequest) (*AgentReply, e
 	}
 	return reply, nil
 }
+
+// bodyError is a reply whose head arrived but whose body did not: the agent
+// answered, so this is not an agent that is down.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
 
 // post sends one HTTP/1.1 request over the agent's unix socket and reads the
 // reply, all within timeout. Written out rather than through net/http: the
@@ -103,7 +111,10 @@ func post(socket, path string, body []byte, timeout time.Duration) (int, []byte,
 		return 0, nil, err
 	}
 	raw, err := readBody(r, header)
-	return code, raw, err
+	if err != nil {
+		return code, nil, &bodyError{err}
+	}
+	return code, raw, nil
 }
 
 // readBody reads a reply body framed by Content-Length, chunked encoding, or the end of the connection.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 // rawAgent answers one request with exactly reply, after reading the request head and body.
@@ -67,6 +69,23 @@ func TestPostFramings(t *testing.T) {
 				t.Fatalf("got %d %q %v, want 200 %q", status, raw, err, body)
 			}
 		})
+	}
+}
+
+// An agent killed mid-request is down, not refusing: DEL then succeeds and
+// leaves the rest to reconcile, and failOpen applies (code 100, as net/http gave).
+func TestAgentGoneMidRequestIsUnreachable(t *testing.T) {
+	for name, reply := range map[string]string{"nothing": "", "half a head": "HTTP/1.1 200 OK\r\nContent-Le"} {
+		t.Run(name, func(t *testing.T) {
+			_, err := callAgent(&PluginConf{AgentSocket: rawAgent(t, reply), TimeoutSeconds: "2"}, "del", &AgentRequest{})
+			if e, ok := err.(*types.Error); !ok || e.Code != errAgentUnreachable {
+				t.Fatalf("got %v, want code %d", err, errAgentUnreachable)
+			}
+		})
+	}
+	_, err := callAgent(&PluginConf{AgentSocket: rawAgent(t, "HTTP/1.1 200 OK\r\nContent-Length: 41\r\n\r\n{"), TimeoutSeconds: "2"}, "del", &AgentRequest{})
+	if e, ok := err.(*types.Error); !ok || e.Code != errAgentRefused || !strings.Contains(e.Msg, "cut off") {
+		t.Fatalf("a reply cut off in its body: got %v, want code %d", err, errAgentRefused)
 	}
 }
 

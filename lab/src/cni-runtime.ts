@@ -72,6 +72,8 @@ export function execPlugin(
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ stdout, code, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+    // A plugin that exits before reading its config tells why in its exit code and stderr; EPIPE here is not the story.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(stdin);
   });
 }

@@ -118,13 +118,13 @@ const BPF_NOEXIST = 1;
 export function copyEntries(fromFd: number, toFd: number, opts: { upgrader?: EntryUpgrader; onlyMissing?: boolean } = {}): Set<string> {
   const n = native();
   const written = new Set<string>();
-  const max = n.mapInfo(toFd).maxEntries;
+  const to = n.mapInfo(toFd);
   for (const k of n.mapKeys(fromFd)) {
     const v = n.mapLookup(fromFd, k);
     if (!v) continue; // deleted while we iterate
     const entry = opts.upgrader ? opts.upgrader(k, v) : ([k, v] as [Buffer, Buffer]);
     if (!entry) continue;
-    if (n.mapInfo(toFd).type === ARRAY && entry[0].readUInt32LE(0) >= max) continue; // a shrunk array drops its tail
+    if (to.type === ARRAY && entry[0].readUInt32LE(0) >= to.maxEntries) continue; // a shrunk array drops its tail
     try {
       n.mapUpdate(toFd, entry[0], entry[1], opts.onlyMissing ? BPF_NOEXIST : 0);
       written.add(entry[0].toString('hex'));
@@ -144,10 +144,11 @@ export function copyEntries(fromFd: number, toFd: number, opts: { upgrader?: Ent
 export function addCounters(fromFd: number, toFd: number): number {
   const n = native();
   let keys = 0;
+  const to = n.mapInfo(toFd);
   for (const k of n.mapKeys(fromFd)) {
     const v = n.mapLookup(fromFd, k);
     if (!v) continue;
-    if (n.mapInfo(toFd).type === PERCPU_ARRAY && k.readUInt32LE(0) >= n.mapInfo(toFd).maxEntries) continue;
+    if (to.type === PERCPU_ARRAY && k.readUInt32LE(0) >= to.maxEntries) continue;
     const sum = Buffer.from(n.mapLookup(toFd, k) ?? Buffer.alloc(v.length));
     for (let off = 0; off + 8 <= v.length; off += 8) sum.writeBigUInt64LE(sum.readBigUInt64LE(off) + v.readBigUInt64LE(off), off);
     n.mapUpdate(toFd, k, sum);
