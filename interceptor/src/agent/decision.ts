@@ -11,10 +11,20 @@ export const REGISTRATION_REASONS = {
   'not-managed': `the pod has no ${MANAGED_LABEL}=true label: it was not injected`,
   'host-network': 'the pod uses the host network namespace',
   'invalid-annotations': 'the pod is mesh-managed but its interception annotations are invalid',
-  'pod-unknown': 'the pod is not in the API cache',
   'fail-open': 'registration failed and the failure policy let the pod start without interception',
 } as const;
 export type RegistrationReason = keyof typeof REGISTRATION_REASONS;
+
+/** Why a pod that should be registered is not: the log field and metric label of a failed ADD or reconcile (the CNI error carries the sentence). */
+export const FAILURE_REASONS = {
+  'netns-missing': 'the network namespace the runtime named does not exist',
+  'pod-unknown': 'the pod did not reach the API cache within the wait; the kubelet retries the sandbox',
+  'invalid-annotations': REGISTRATION_REASONS['invalid-annotations'],
+  'no-ips': 'the plugins before switchyard-cni assigned the pod no IP',
+  'registration-failed': 'the maps or the tc filters could not be written (a full map, for example)',
+  'reconcile-failed': 'reconcile could not put a registered pod back into the maps',
+} as const;
+export type FailureReason = keyof typeof FAILURE_REASONS;
 
 export interface PodObject {
   metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };

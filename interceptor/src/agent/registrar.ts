@@ -12,7 +12,7 @@ import { Dataplane } from '../dataplane/dataplane';
 import { Logger } from '../../../lib/log';
 import { anyPid, findPodCgroup } from './cgroups';
 import { AgentConfig } from './config';
-import { PodObject, REGISTRATION_REASONS, registrationDecision } from './decision';
+import { FailureReason, PodObject, REGISTRATION_REASONS, registrationDecision } from './decision';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
 import { PodRecord, RecordStore } from './state';
@@ -66,7 +66,7 @@ export class Registrar {
   async add(req: CniRequest): Promise<CniReply> {
     const started = process.hrtime.bigint();
     const who = `${req.podNamespace}/${req.podName}`;
-    const fail = (reason: string, err: CniError): never => {
+    const fail = (reason: FailureReason, err: CniError): never => {
       this.metrics.registrations.inc({ result: 'failed', reason });
       this.log('error', 'pod not registered', { pod: who, container: req.containerId, reason, error: err.message, duration_ms: ms(started).toFixed(2) });
       throw err;
@@ -258,7 +258,8 @@ export class Registrar {
       this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), ips: r.ips.join(','), cgroup: r.cgroupPath, reason });
       return true;
     } catch (e) {
-      this.log('error', 'pod not registered', { pod: `${r.namespace}/${r.name}`, reason: 'reconcile-failed', error: (e as Error).message });
+      const reason: FailureReason = 'reconcile-failed';
+      this.log('error', 'pod not registered', { pod: `${r.namespace}/${r.name}`, reason, error: (e as Error).message });
       return false;
     }
   }
