@@ -57,15 +57,23 @@ export class Proc {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** JSON objects printed so far (non-JSON lines are skipped). */
+  private readonly parsed: Record<string, unknown>[] = [];
+  private parsedLines = 0;
+
+  /**
+   * JSON objects printed so far (non-JSON lines are skipped). Each line is
+   * parsed once: tests call this in wait predicates, on every chunk of
+   * output, and a chatty process prints tens of thousands of lines.
+   */
   json(): Record<string, unknown>[] {
-    return this.lines.flatMap((l) => {
+    for (; this.parsedLines < this.lines.length; this.parsedLines++) {
       try {
-        return [JSON.parse(l)];
+        this.parsed.push(JSON.parse(this.lines[this.parsedLines]));
       } catch {
-        return [];
+        /* not JSON */
       }
-    });
+    }
+    return [...this.parsed];
   }
 
   /** Resolves with the first line (from the start) that matches; rejects on exit or deadline. */

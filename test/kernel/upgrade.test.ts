@@ -36,6 +36,7 @@ import { podSettings } from '../../webhook/src/annotations';
 import { OBJECTS, PROGRAMS, TC_HANDLE, TC_PRIORITY, buildId, objectFile } from '../../interceptor/src/dataplane/layout';
 import { OrigdstHandoff, ensureBpffs, origdstHandoff } from '../../interceptor/src/dataplane/host';
 import { ABI_VERSION, Phase, readAbiRecord } from '../../interceptor/src/dataplane/abi-record';
+import { sumPerCpu } from '../../interceptor/src/dataplane/abi';
 
 const PYTHON = '/usr/bin/python3';
 const RELAY = path.join(projectRoot(), 'test/fixtures/origdst-relay.py');
@@ -75,24 +76,7 @@ function reachablePoints(pinRoot: string): { first: number; phases: string[][] }
 }
 const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)];
 
-/**
- * The JSON events a process printed, parsed once each as they arrive: the relays print
- * two lines per connection, and re-reading all of them on every wait made the test
- * slower than the traffic (the relays then blocked on a full stdout).
- */
-const parsed = new WeakMap<Proc, Record<string, unknown>[]>();
-function events(p: Proc, event: string, port?: number): Record<string, unknown>[] {
-  const seen = parsed.get(p) ?? [];
-  parsed.set(p, seen);
-  for (let i = seen.length; i < p.lines.length; i++) {
-    try {
-      seen.push(JSON.parse(p.lines[i]));
-    } catch {
-      seen.push({});
-    }
-  }
-  return seen.filter((o) => o.event === event && (port === undefined || o.port === port));
-}
+const events = (p: Proc, event: string, port?: number) => p.json().filter((o) => o.event === event && (port === undefined || o.port === port));
 
 /** A node running ABI version 1 with a client and a server pod, their relays, and traffic flowing. */
 class V1Node {
@@ -155,10 +139,7 @@ class V1Node {
       for (let i = 0; i < n.mapInfo(fd).maxEntries; i++) {
         const key = Buffer.alloc(4);
         key.writeUInt32LE(i);
-        const v = n.mapLookup(fd, key)!;
-        let sum = 0n;
-        for (let off = 0; off < v.length; off += 8) sum += v.readBigUInt64LE(off);
-        out.push(sum);
+        out.push(sumPerCpu(n.mapLookup(fd, key)!));
       }
       return out;
     } finally {

@@ -13,6 +13,7 @@ import { counterKey } from '../dataplane/abi';
 import { Dataplane } from '../dataplane/dataplane';
 import { AgentMetrics } from './metrics';
 import { ExplainEnv, explain } from './explain';
+import { frontendKey } from '../lb/services';
 import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
 
@@ -114,9 +115,9 @@ export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane
       },
       // The frontends the kernel holds, not the API's: what a connect meets now.
       frontend: (ip, port) => {
-        const f = dp.service({ ip, port, protocol: 'TCP' });
-        const key = `${isIP(ip) === 6 ? `[${ip}]` : ip}:${port}/TCP`;
-        return f && { service: names.get(key) ?? `service id ${f.serviceId}`, backends: f.backends };
+        const frontend = { ip, port, protocol: 'TCP' as const };
+        const f = dp.service(frontend);
+        return f && { service: names.get(frontendKey(frontend)) ?? `service id ${f.serviceId}`, backends: f.backends };
       },
     };
     res.json(explain({ pod: config, uid, foreignCgroup: req.query.foreign === 'true' }, { ip: m[1], port: Number(m[2]) }, env));

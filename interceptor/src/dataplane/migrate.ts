@@ -64,6 +64,9 @@ const PER_CPU = new Set([PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH]);
 /** Maps whose entries user space can read and write back (not sockets, not local storage). */
 const COPYABLE = new Set([HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH, LPM_TRIE]);
 
+/** Whether user space can read a map's entries and write them back. */
+export const isCopyable = (type: number) => COPYABLE.has(type);
+
 type Layout = Pick<MapInfo, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'flags'>;
 
 function differences(old: Layout, spec: Layout): string[] {

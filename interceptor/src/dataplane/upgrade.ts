@@ -26,7 +26,7 @@ import { MapInfo, MapSpec, isNativeError, native } from '../../../native';
 import { ABI_VERSION, Phase, UNRECORDED_VERSION, readAbiRecord, writeAbiRecord } from './abi-record';
 import type { OrigdstHandoff } from './host';
 import { NEXT_DIR, OBJECTS, OLD_DIR, PROGRAMS, TC_HANDLE, TC_PRIORITY, buildId, objectFile, pinExists } from './layout';
-import { MapPlan, UPGRADERS, UpgradeRefused, addCounters, copyEntries, planMaps } from './migrate';
+import { MapPlan, UPGRADERS, UpgradeRefused, addCounters, copyEntries, isCopyable, planMaps } from './migrate';
 
 export interface UpgradeOptions {
   pinRoot: string;
@@ -301,7 +301,7 @@ class Swap {
         const info = n.mapInfo(to);
         const upgrader = UPGRADERS[name]?.[this.from];
         if (info.perCpu) return upgrader ? 0 : addCounters(from, to); // converted counters were taken whole at prepare
-        if (![1, 2, 9, 11].includes(info.type)) return 0; // 'fresh' maps: nothing to copy
+        if (!isCopyable(info.type)) return 0; // 'fresh' maps: nothing to copy
         copyEntries(from, to, { upgrader, onlyMissing: true });
         // Entries copied at prepare whose connection has closed since: the old programs deleted them.
         const before = this.copied?.get(name);
