@@ -1,7 +1,7 @@
 import { ConfigError, DEFAULT_INTERCEPTION, validateInterception, validatePodIps } from '../../../api/interception';
 import { validateMapSizes } from './config';
 import { decodeAddr, encodeAddr, parseCidr } from '../../../api/addr';
-import { checkKernelFeatures, cgroupLevel, findCgroup2Mount, HostError } from './host';
+import { checkKernelFeatures, cgroupLevel, cgroup2MountRoot, findCgroup2Mount, HostError } from './host';
 
 const ok = DEFAULT_INTERCEPTION;
 
@@ -86,9 +86,18 @@ describe('host facts', () => {
   });
 
   test('cgroup level counts from the mount', () => {
-    expect(cgroupLevel('/sys/fs/cgroup/unified', '/sys/fs/cgroup/unified')).toBe(0);
-    expect(cgroupLevel('/sys/fs/cgroup/unified/kubepods/pod1', '/sys/fs/cgroup/unified')).toBe(2);
+    expect(cgroupLevel('/sys/fs/cgroup/unified', '/sys/fs/cgroup/unified', '/')).toBe(0);
+    expect(cgroupLevel('/sys/fs/cgroup/unified/kubepods/pod1', '/sys/fs/cgroup/unified', '/')).toBe(2);
+    // A node whose cgroup2 mount is a bind of the machine's /lab/nodes/n0: the kernel counts from the real root.
+    expect(cgroupLevel('/sys/fs/cgroup/kubepods/pod1', '/sys/fs/cgroup', '/lab/nodes/n0')).toBe(5);
     expect(() => cgroupLevel('/tmp/x', '/sys/fs/cgroup/unified')).toThrow(HostError);
+  });
+
+  test('the cgroup2 mount root comes from mountinfo: a bind-mounted subtree, or outside the cgroup namespace', () => {
+    const bound = '40 30 0:27 /lab/nodes/n0 /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n';
+    expect(cgroup2MountRoot('/sys/fs/cgroup', bound)).toBe('/lab/nodes/n0');
+    expect(cgroup2MountRoot('/sys/fs/cgroup', pure)).toBe('/');
+    expect(() => cgroup2MountRoot('/sys/fs/cgroup', bound.replace('/lab/nodes/n0', '/../..'))).toThrow(/outside this process's cgroup namespace.*host's cgroup namespace/);
   });
 
   test('a kernel without a hook is named in the error', () => {

@@ -18,6 +18,8 @@ export class HostError extends Error {
 interface Mount {
   mountPoint: string;
   fsType: string;
+  /** The directory of the filesystem that is mounted there ('/' unless a subtree is bind-mounted). */
+  root: string;
 }
 
 export function parseMountinfo(text: string): Mount[] {
@@ -29,7 +31,7 @@ export function parseMountinfo(text: string): Mount[] {
       const [left, right] = line.split(' - ');
       const fields = left.split(' ');
       const decode = (s: string) => s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-      return { mountPoint: decode(fields[4]), fsType: (right ?? '').split(' ')[0] };
+      return { mountPoint: decode(fields[4]), fsType: (right ?? '').split(' ')[0], root: decode(fields[3]) };
     });
 }
 
@@ -48,13 +50,34 @@ export function findCgroup2Mount(mountinfo = fs.readFileSync('/proc/self/mountin
   return (mounts.find((m) => m.mountPoint === '/sys/fs/cgroup') ?? mounts[0]).mountPoint;
 }
 
-/** Depth of a cgroup below the cgroup2 root (root = 0), as bpf_get_current_ancestor_cgroup_id counts. */
-export function cgroupLevel(cgroupPath: string, mount = findCgroup2Mount()): number {
+/**
+ * The cgroup that the cgroup2 mount shows as its top: '/' for the whole
+ * hierarchy, a deeper path when a subtree is bind-mounted there (a node
+ * whose cgroups are a slice of the machine's, as in kind or the lab).
+ */
+export function cgroup2MountRoot(mount: string, mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8')): string {
+  const m = parseMountinfo(mountinfo)
+    .filter((x) => x.fsType === 'cgroup2' && x.mountPoint === mount)
+    .pop();
+  const root = m?.root ?? '/';
+  if (root.startsWith('/..')) {
+    throw new HostError(`the cgroup2 mount ${mount} starts outside this process's cgroup namespace (${root}): run the agent in the host's cgroup namespace`);
+  }
+  return root;
+}
+
+/**
+ * Depth of a cgroup below the cgroup2 root (root = 0), as
+ * bpf_get_current_ancestor_cgroup_id counts: the depth of the mount's own
+ * top plus the depth below the mount.
+ */
+export function cgroupLevel(cgroupPath: string, mount = findCgroup2Mount(), mountRoot = cgroup2MountRoot(mount)): number {
   const rel = path.relative(mount, path.resolve(cgroupPath));
   if (rel.startsWith('..') || path.isAbsolute(rel)) {
     throw new HostError(`${cgroupPath} is not inside the cgroup2 mount ${mount}`);
   }
-  return rel === '' ? 0 : rel.split(path.sep).length;
+  const depth = (p: string) => p.split('/').filter(Boolean).length;
+  return depth(mountRoot) + (rel === '' ? 0 : rel.split(path.sep).length);
 }
 
 /**
