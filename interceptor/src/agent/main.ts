@@ -21,6 +21,7 @@ import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../lib/log';
 import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
+import { resolveCgroupPath } from './cgroup-path';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
@@ -146,7 +147,7 @@ async function main(): Promise<void> {
   if (cmd !== 'run') throw new ConfigError('command line', [`unknown command '${cmd ?? ''}': use 'run --config FILE', 'cleanup', 'install-cni' or 'uninstall-cni'`]);
   const file = arg('config');
   if (!file || !fs.existsSync(file)) throw new ConfigError('command line', [`--config FILE is required and must exist (got ${file ?? 'nothing'})`]);
-  await run(loadAgentConfig(file));
+  await run(resolveCgroupPath(loadAgentConfig(file)));
 }
 
 main().catch((e: Error) => {
