@@ -11,6 +11,7 @@
  *   interceptor  the node agent and its dataplane               -> api, lib, native
  *   sidecar   the reference proxy                               -> api, lib, native
  *   cli       the operator's command line (on top)              -> all of the above
+ *   images    the image build (a build tool over compiled files) -> nothing
  *   lab, bench, test  leaves: nothing imports them (bench and test may use lab)
  *
  * Test files (*.test.ts) are leaves wherever they live.
@@ -28,9 +29,10 @@ const LAYERS: Record<string, string[]> = {
   interceptor: ['api', 'lib', 'native'],
   sidecar: ['api', 'lib', 'native'],
   cli: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar'],
-  lab: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli'],
-  bench: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli', 'lab'],
-  test: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli', 'lab'],
+  images: [],
+  lab: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli', 'images'],
+  bench: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli', 'images', 'lab'],
+  test: ['api', 'lib', 'native', 'certs', 'webhook', 'interceptor', 'sidecar', 'cli', 'images', 'lab'],
 };
 
 function sources(dir: string): string[] {
