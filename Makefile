@@ -27,8 +27,8 @@ CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden 
 CNI        := $(BUILD)/cni/switchyard-cni
 CNI_SRC    := $(wildcard interceptor/cni/*.go) interceptor/cni/go.mod interceptor/cni/go.sum
 
-.PHONY: all bpf bpf-abi1 bpf-alt native cni ts bench-tools clean
-all: bpf bpf-abi1 bpf-alt native cni ts bench-tools
+.PHONY: all bpf bpf-abi1 bpf-alt native cni ts bench-tools lab-tools images clean
+all: bpf bpf-abi1 bpf-alt native cni ts bench-tools lab-tools
 
 bpf: $(BPF_OBJ)
 $(BUILD)/bpf/%.bpf.o: bpf/%.c $(BPF_HDR)
@@ -84,8 +84,19 @@ $(LEAN): bench/tools/lean.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
 
+# The lab's namespace relay (lab/ only): the nodes reach the apiserver through it.
+RELAY      := $(BUILD)/lab/sylab-relay
+lab-tools: $(RELAY)
+$(RELAY): lab/relay/main.go lab/relay/go.mod
+	@mkdir -p $(@D)
+	cd lab/relay && CGO_ENABLED=0 GOTOOLCHAIN=local $(GO) build -trimpath -ldflags='-s -w' -o ../../$@ .
+
 ts:
 	npx tsc -p tsconfig.json
+
+# Every image, into one OCI archive (images/README.md); needs mmdebstrap.
+images: bpf native cni ts
+	node dist/images/src/build.js
 
 clean:
 	rm -rf $(BUILD) dist

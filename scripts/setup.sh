@@ -13,6 +13,7 @@ APT_PACKAGES=(
   etcd-server openssl curl unzip ca-certificates        # the lab control plane; fetching a Go toolchain
   iptables conntrack wrk sockperf iperf3                # bench baselines and load tools
   python3 nftables tcpdump                              # test peers (splice readers, SYN flood), nft and RST capture inside test netns
+  containerd runc mmdebstrap                            # the lab's real nodes, and the images' Debian base
 )
 
 missing=()
@@ -24,7 +25,14 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Packages install their daemons (containerd) without starting them: the lab
+  # runs its own containerd per node, and this machine's stays as it was.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || { ((made_policy)) && rm -f /usr/sbin/policy-rc.d; exit 1; }
+  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

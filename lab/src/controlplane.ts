@@ -53,11 +53,33 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/**
+ * A control plane whose cluster network is real nodes in network namespaces
+ * (lab/src/kubenodes.ts): the apiserver stays on host loopback, advertises an
+ * address the nodes reach through a relay, and sends everything it dials in
+ * the cluster (webhooks by Service endpoints, kubelets for logs and exec, the
+ * pod proxy) through an HTTP CONNECT proxy on a unix socket, as it would
+ * through Konnectivity.
+ */
+export interface ClusterNetwork {
+  /** The address pods and nodes reach the apiserver at (the `kubernetes` Service's endpoint). */
+  advertiseAddress: string;
+  /** The egress selector's HTTP CONNECT proxy for the "cluster" network. */
+  egressSocket: string;
+}
+
 export class ControlPlane {
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sylab-k8s-'));
   private readonly procs: Proc[] = [];
   apiPort = 0;
   url = '';
+
+  constructor(private readonly network?: ClusterNetwork) {}
+
+  /** The cluster CA, which signs every certificate below. */
+  get caFile(): string {
+    return this.file('ca.crt');
+  }
 
   private file(name: string): string {
     return path.join(this.dir, name);
@@ -70,15 +92,65 @@ export class ControlPlane {
   private pki(): void {
     const d = this.dir;
     openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=switchyard-lab-ca'], d);
-    const leaf = (name: string, subj: string, ext: string) => {
-      fs.writeFileSync(this.file(`${name}.ext`), ext);
-      openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj], d);
-      openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`], d);
-    };
-    leaf('apiserver', '/CN=kube-apiserver', 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n');
-    leaf('admin', '/O=system:masters/CN=switchyard-lab-admin', 'extendedKeyUsage=clientAuth\n');
+    const advertised = this.network ? `,IP:${this.network.advertiseAddress}` : '';
+    this.issue('apiserver', '/CN=kube-apiserver', `subjectAltName=IP:127.0.0.1,IP:10.96.0.1${advertised},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n`);
+    this.issue('admin', '/O=system:masters/CN=switchyard-lab-admin', 'extendedKeyUsage=clientAuth\n');
     openssl(['genrsa', '-out', 'sa.key', '2048'], d);
     openssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], d);
+  }
+
+  /**
+   * A key and a certificate signed by the cluster CA, in this control
+   * plane's directory: `<name>.key`, `<name>.crt`. Returns their paths.
+   */
+  issue(name: string, subject: string, extensions: string): { cert: string; key: string } {
+    fs.writeFileSync(this.file(`${name}.ext`), extensions);
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject], this.dir);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`], this.dir);
+    return { cert: this.file(`${name}.crt`), key: this.file(`${name}.key`) };
+  }
+
+  /** A kubeconfig for the given server URL and client certificate (a node's kubelet, kube-proxy). */
+  writeKubeconfig(file: string, server: string, client: { cert: string; key: string }): void {
+    fs.writeFileSync(
+      file,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'current-context: lab',
+        `clusters: [{name: lab, cluster: {server: "${server}", certificate-authority: "${this.caFile}"}}]`,
+        `users: [{name: user, user: {client-certificate: "${client.cert}", client-key: "${client.key}"}}]`,
+        'contexts: [{name: lab, context: {cluster: lab, user: user}}]',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  private networkFlags(): string[] {
+    if (!this.network) return ['--advertise-address=127.0.0.1'];
+    const egress = this.file('egress-selector.yaml');
+    fs.writeFileSync(
+      egress,
+      [
+        'apiVersion: apiserver.k8s.io/v1beta1',
+        'kind: EgressSelectorConfiguration',
+        'egressSelections:',
+        '  - name: cluster',
+        '    connection:',
+        '      proxyProtocol: HTTPConnect',
+        `      transport: {uds: {udsName: "${this.network.egressSocket}"}}`,
+        '',
+      ].join('\n'),
+    );
+    return [
+      `--advertise-address=${this.network.advertiseAddress}`,
+      `--egress-selector-config-file=${egress}`,
+      // Webhooks are called at their Service's endpoints (pod IPs), not its ClusterIP.
+      '--enable-aggregator-routing=true',
+      '--kubelet-preferred-address-types=InternalIP',
+      `--kubelet-client-certificate=${this.file('admin.crt')}`,
+      `--kubelet-client-key=${this.file('admin.key')}`,
+    ];
   }
 
   async start(): Promise<void> {
@@ -104,7 +176,7 @@ export class ControlPlane {
       path.join(k8sBinDir(), 'kube-apiserver'),
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      ...this.networkFlags(),
       `--secure-port=${this.apiPort}`,
       `--tls-cert-file=${this.file('apiserver.crt')}`,
       `--tls-private-key-file=${this.file('apiserver.key')}`,
@@ -148,7 +220,8 @@ export class ControlPlane {
       `--root-ca-file=${this.file('ca.crt')}`,
       '--leader-elect=false',
       '--secure-port=0',
-      '--controllers=*,-nodeipam,-nodelifecycle,-ttl-after-finished',
+      // Real nodes post heartbeats, so their lifecycle controller runs; the kubelet stand-in's does not.
+      this.network ? '--controllers=*,-nodeipam,-ttl-after-finished' : '--controllers=*,-nodeipam,-nodelifecycle,-ttl-after-finished',
     ]);
     this.procs.push(cm);
     // Ready when it has done observable work: the default ServiceAccount of a fresh namespace.

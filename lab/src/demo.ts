@@ -1,180 +1,182 @@
 #!/usr/bin/env node
 /**
- * The main job: Switchyard on a local single-node Kubernetes cluster.
+ * The main job: Switchyard installed the way users install it, on a local
+ * two-node Kubernetes cluster (./realcluster.ts), and traffic through it.
  *
- *   1. start the lab (./cluster.ts)          5. show the sidecar, the label, the registration
- *   2. apply the manifests' API objects      6. app-a → app-b through both sidecars
- *   3. label a namespace                     7. summary, teardown
- *   4. two Deployments and a Service (lab/demo/apps.yaml)
+ *   1. build the images (cached)            5. label a namespace, apply two Deployments and a Service
+ *   2. control plane and two real nodes     6. the pods: sidecar, label, registration
+ *   3. switchyard certs + kubectl apply -k  7. app-a → app-b on the same node and across, through both sidecars
+ *   4. what got installed                   8. summary, teardown
  *
  *   node dist/lab/src/demo.js [--keep]
  *
- * --keep leaves the lab running after step 7 (kubectl, `switchyard logs`,
- * `switchyard status` work against it) until Ctrl-C. Ctrl-C at any point
- * removes everything the demo made; a second run starts from nothing.
+ * Every piece of evidence is read the way a user reads it: kubectl get,
+ * logs, exec and describe. --keep leaves the cluster running after step 8
+ * until Ctrl-C. Ctrl-C at any point removes everything the demo made; a
+ * second run starts from nothing.
  */
-import * as fs from 'fs';
 import * as path from 'path';
-import { run as cli } from '../../cli/main';
 import { projectRoot } from '../../native';
-import { sweepStaleLabs } from './netlab';
-import { eventually } from './proc';
-import { LAB_IMAGES } from './images';
-import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
-import { LabCluster } from './cluster';
-import { activeConfig } from '../../interceptor/src/agent/cni-install';
-import type { ServiceStatus } from '../../interceptor/src/lb/controller';
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
+import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { PodEvidence, describeNotReady } from './diagnose';
+import { eventually } from './proc';
+import { RealCluster, realClusterMissing } from './realcluster';
+import { sweepStaleLabs } from './netlab';
 
 const keep = process.argv.includes('--keep');
 const t0 = Date.now();
 const say = (s = '') => process.stdout.write(`${s}\n`);
 const indent = (s: string, n = 3) => s.trimEnd().split('\n').map((l) => `${' '.repeat(n)}${l}`).join('\n');
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
 
-/** What `kubectl describe pod` and `kubectl logs` would show for the pods of ns that are not Ready. */
-async function whyNotReady(lab: LabCluster, ns: string): Promise<string> {
-  const pods = JSON.parse(lab.kubectl(['get', 'pods', '-n', ns, '-o', 'json'])).items as V1Pod[];
-  const events = JSON.parse(lab.kubectl(['get', 'events', '-n', ns, '-o', 'json'])).items as CoreV1Event[];
-  const evidence: PodEvidence[] = [];
-  for (const pod of pods) {
+/** `$ kubectl …` and its output, as a user would see it. */
+function shown(c: RealCluster, args: string[], n = 3): string {
+  return indent(`$ kubectl ${args.join(' ')}\n${c.kubectl(args)}`, n);
+}
+
+/** What `kubectl describe pod` and `kubectl logs` say about the pods of ns that are not Ready. */
+function whyNotReady(c: RealCluster, ns: string): string {
+  const pods = JSON.parse(c.kubectl(['get', 'pods', '-n', ns, '-o', 'json'])).items as V1Pod[];
+  const events = JSON.parse(c.kubectl(['get', 'events', '-n', ns, '-o', 'json'])).items as CoreV1Event[];
+  const evidence: PodEvidence[] = pods.map((pod) => {
     const logs: Record<string, string[]> = {};
-    for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
-      logs[c.name] = await sw(['logs', pod.metadata!.name!, '-n', ns, '-c', c.name]).then(
-        (t) => t.trimEnd().split('\n').slice(-40),
-        () => [],
-      );
+    for (const ct of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
+      const r = c.cp.kubectl(['logs', '-n', ns, pod.metadata!.name!, '-c', ct.name, '--tail=40']);
+      logs[ct.name] = r.code === 0 ? r.stdout.trimEnd().split('\n') : [];
     }
-    evidence.push({ pod, events: events.filter((e) => e.involvedObject.name === pod.metadata?.name), logs });
-  }
+    return { pod, events: events.filter((e) => e.involvedObject.name === pod.metadata?.name), logs };
+  });
   return describeNotReady(evidence);
 }
 
-async function sw(args: string[]): Promise<string> {
-  let out = '';
-  let err = '';
-  const code = await cli(args, (s) => (out += s), (s) => (err += s));
-  if (code !== 0) throw new Error(`switchyard ${args.join(' ')} failed: ${err.trim()}`);
-  return out;
-}
-
 async function main(): Promise<void> {
-  const missing = controlPlaneMissing();
+  const missing = controlPlaneMissing() ?? realClusterMissing();
   if (missing) throw new Error(`the lab cannot start: ${missing}`);
   const stale = sweepStaleLabs();
   if (stale.length) say(`(removed leftovers of an earlier run: ${stale.length} items)`);
 
-  const lab = new LabCluster();
-  current = lab;
-
-  say(`Switchyard lab: a real Kubernetes ${K8S_VERSION} control plane, this machine as its only node, and the eBPF dataplane.`);
-  say();
-  say('1. Start the lab');
-  await lab.startControlPlane();
-  say(`   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (binaries from ${k8sBinDir()})   ${secs(lab.timings.controlPlaneMs)}`);
-  say(`   apiserver ${lab.cp.url}; kubeconfig ${lab.cp.kubeconfig}`);
+  const c = new RealCluster();
+  current = c;
+  say(`Switchyard on a local Kubernetes ${K8S_VERSION} cluster: a real control plane, two kubelet + containerd nodes, installed with kubectl apply -k.`);
 
   say();
-  say('2. Apply the manifests\' API objects (kubectl kustomize manifests/ | kubectl apply -f -)');
-  await lab.applyManifests();
-  say(indent(lab.applied.join('\n'), 3));
-  await lab.startSwitchyard();
-  say(`   run by the lab as processes instead (there is no container runtime): ${lab.skipped.join(', ')}`);
-  say(`   switchyard-webhook      https://127.0.0.1:${lab.webhookPort}/mutate (the MutatingWebhookConfiguration's clientConfig.url), token of ServiceAccount switchyard-webhook`);
-  say(`   switchyard-interceptor  BPF attached to ${lab.netlab.cgroupRoot}, token of ServiceAccount switchyard-interceptor`);
-  const conf = JSON.parse(fs.readFileSync(activeConfig(lab.cniConfDir)!, 'utf8'));
-  say(`   install-cni             as the DaemonSet's init container does: ${lab.cniInstall.split('\n').pop()!.replace(/^time=\S+ level=\S+ /, '')}`);
-  say(`   lab node                ${lab.node.name}, pods in 10.244.0.0/24 on bridge cni0; CNI: loopback, then ${conf.plugins.map((p: { type: string }) => p.type).join(' → ')}`);
+  say('1. Build the images (images/: Debian trixie Node.js base, no registry, cached by content)');
+  await c.startCluster(() => {
+    for (const i of c.built!.images) say(`   ${i.name.padEnd(44)} ${mb(i.bytes).padStart(7)}`);
+    say(`   one OCI archive ${c.images}   ${secs(c.timings.imagesMs)}`);
+    say();
+    say('2. Start the control plane and two nodes (containerd, runc, kubelet, kube-proxy; each node in its own netns)');
+  });
+  say(`   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (from ${k8sBinDir()})   ${secs(c.timings.controlPlaneMs)}`);
+  say(`   nodes up and Ready, images imported   ${secs(c.timings.nodesMs)}`);
+  say(`   kubeconfig ${c.cp.kubeconfig}`);
+  say(shown(c, ['get', 'nodes', '-o', 'wide']));
 
   say();
-  say('3. Label a namespace for injection');
-  lab.kubectl(['create', 'namespace', 'demo']);
-  say(indent(`$ kubectl label namespace demo switchyard.dev/injection=enabled\n${lab.kubectl(['label', 'namespace', 'demo', 'switchyard.dev/injection=enabled'])}`));
+  say('3. Install Switchyard as manifests/README.md says');
+  await c.install((step, output) => say(indent(`$ ${step}\n${output}`)));
+  say(`   installed and rolled out in ${secs(c.timings.installMs)}`);
 
   say();
-  say('4. Apply two Deployments and a Service (lab/demo/apps.yaml)');
+  say('4. What runs now');
+  say(shown(c, ['get', 'pods', '-n', 'switchyard-system', '-o', 'wide']));
+  const agents = JSON.parse(c.kubectl(['get', 'pods', '-n', 'switchyard-system', '-l', 'app.kubernetes.io/name=switchyard-interceptor', '-o', 'json'])).items as V1Pod[];
+  const agentOn = (node: string) => agents.find((p) => p.spec?.nodeName === node)!.metadata!.name!;
+  const node0 = c.nodeList[0].name;
+  say(shown(c, ['logs', '-n', 'switchyard-system', agentOn(node0), '-c', 'install-cni']));
+
+  say();
+  say('5. Label a namespace for injection, and apply two Deployments and a Service (lab/demo/apps.yaml)');
+  c.kubectl(['create', 'namespace', 'demo']);
+  say(shown(c, ['label', 'namespace', 'demo', 'switchyard.dev/injection=enabled']));
   const apps = path.join(projectRoot(), 'lab', 'demo', 'apps.yaml');
-  say(indent(`$ kubectl apply -f lab/demo/apps.yaml\n${lab.kubectl(['apply', '-f', apps])}`));
-  say(`   (images are not pulled: ${Object.keys(LAB_IMAGES).join(', ')} map to programs on this machine)`);
+  say(indent(`$ kubectl apply -f lab/demo/apps.yaml\n${c.kubectl(['apply', '-f', apps])}`));
   const tApplied = Date.now();
-  const podsReady = async () => {
-    const list = JSON.parse(lab!.kubectl(['get', 'pods', '-n', 'demo', '-o', 'json'])).items as any[];
-    const ready = list.filter((p) => !p.metadata.deletionTimestamp && p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+  const podsReady = () => {
+    const list = JSON.parse(c.kubectl(['get', 'pods', '-n', 'demo', '-o', 'json'])).items as V1Pod[];
+    const ready = list.filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
     return ready.length === 3 ? ready : undefined;
   };
-  const pods = await eventually('3 Ready pods in namespace demo', podsReady, 120_000).catch(async (e: Error) => {
-    throw new Error(`${e.message}\n${await whyNotReady(lab!, 'demo')}`);
+  const pods = await eventually('3 Ready pods in namespace demo', podsReady, 120_000).catch((e: Error) => {
+    throw new Error(`${e.message}\n${whyNotReady(c, 'demo')}`);
   });
   const tReady = Date.now() - tApplied;
-  const podA = pods.find((p) => p.metadata.labels.app === 'app-a');
-  const podsB = pods.filter((p) => p.metadata.labels.app === 'app-b');
+  const podA = pods.find((p) => p.metadata!.labels!.app === 'app-a')!;
+  const aNode = podA.spec!.nodeName!;
+  const podsB = pods.filter((p) => p.metadata!.labels!.app === 'app-b');
+  const sameB = podsB.find((p) => p.spec!.nodeName === aNode);
+  const otherB = podsB.find((p) => p.spec!.nodeName !== aNode);
 
   say();
-  say(`5. The pods got the sidecar and the managed label, and the interceptor registered them (Ready ${secs(tReady)} after apply)`);
-  say(indent(`$ kubectl get pods -n demo -o wide\n${lab.kubectl(['get', 'pods', '-n', 'demo', '-o', 'wide'])}`));
+  say(`6. The pods got the sidecar and the managed label, and the interceptor registered them (Ready ${secs(tReady)} after apply)`);
+  say(shown(c, ['get', 'pods', '-n', 'demo', '-o', 'wide']));
   for (const p of pods) {
-    const init = (p.spec.initContainers ?? []).map((c: any) => `${c.name} (init, restartPolicy ${c.restartPolicy ?? '-'})`);
-    say(`   ${p.metadata.name}: containers ${[...init, ...p.spec.containers.map((c: any) => c.name)].join(', ')}; label switchyard.dev/managed=${p.metadata.labels['switchyard.dev/managed']}`);
+    const init = (p.spec!.initContainers ?? []).map((x) => `${x.name} (init, restartPolicy ${x.restartPolicy ?? '-'})`);
+    say(`   ${p.metadata!.name}: containers ${[...init, ...p.spec!.containers.map((x) => x.name)].join(', ')}; label switchyard.dev/managed=${p.metadata!.labels!['switchyard.dev/managed']}`);
   }
-  say('   webhook decisions (re-invocations, which find the sidecar already there, are in its log too):');
-  say(indent(lab.webhook!.lines.filter((l) => l.includes('namespace=demo') && l.includes('msg="pod injected"')).join('\n'), 5));
-  say('   interceptor decisions:');
-  say(indent(lab.agent!.lines.filter((l) => l.includes('pod=demo/') && l.includes('registered')).join('\n'), 5));
-  say(indent(`$ switchyard status\n${await sw(['status', '--socket', lab.agentSocket])}`));
+  const webhookLog = c.kubectl(['logs', '-n', 'switchyard-system', '-l', 'app.kubernetes.io/name=switchyard-webhook', '--prefix', '--tail=-1']);
+  say('   the webhook\'s decisions ($ kubectl logs -n switchyard-system -l app.kubernetes.io/name=switchyard-webhook --prefix):');
+  say(indent(webhookLog.split('\n').filter((l) => l.includes('namespace=demo') && l.includes('msg="pod injected"')).join('\n'), 5));
+  for (const n of c.nodeList) {
+    const log = c.kubectl(['logs', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor']);
+    say(`   the interceptor on ${n.name} ($ kubectl logs -n switchyard-system ${agentOn(n.name)} -c interceptor):`);
+    say(indent(log.split('\n').filter((l) => l.includes('pod=demo/') && l.includes('registered')).join('\n'), 5));
+  }
 
-  // Ready means started; wait for the apps to say they listen (and the sidecars have answered their probes).
-  for (const p of pods) await eventually(`${p.metadata.name} to listen`, async () => ((await sw(['logs', p.metadata.name, '-n', 'demo', '-c', 'app'])).includes('listening on') ? true : undefined));
-  const svc = JSON.parse(lab.kubectl(['get', 'service', 'app-b', '-n', 'demo', '-o', 'json']));
+  const svc = JSON.parse(c.kubectl(['get', 'service', 'app-b', '-n', 'demo', '-o', 'json']));
   const clusterIP: string = svc.spec.clusterIP;
-  await eventually("the interceptor to program app-b's 2 backends", async () => {
-    const s = JSON.parse(await sw(['status', 'services', '-o', 'json', '--socket', lab.agentSocket])) as { services: ServiceStatus[] };
-    return s.services.some((x) => x.service === 'demo/app-b' && x.backends.length === 2) ? true : undefined;
-  });
-
-  say();
-  say('6. A request from app-a to app-b, through both sidecars');
-  const get = async (url: string) => {
-    const r = await lab!.node.exec('demo', podA.metadata.name, 'app', [...LAB_IMAGES['switchyard-lab/http-get'].entrypoint, url]);
-    if (r.code !== 0) throw new Error(`http-get ${url} in ${podA.metadata.name} failed: ${r.output}`);
-    return r.output.trim();
-  };
-  const viaService = [await get(`http://${clusterIP}/`), await get(`http://${clusterIP}/`)];
-  const viaPod = await get(`http://${podsB[0].status.podIP}:8080/`);
-  say(`   $ kubectl exec ${podA.metadata.name} -c app -- http-get http://app-b (ClusterIP ${clusterIP}), twice, then the pod IP`);
-  say(indent([...viaService, viaPod].join('\n'), 5));
-  say(`   app-a's sidecar (outbound; the kernel sent app-a's connect to 127.0.0.1:15001, the proxy asked SO_ORIGINAL_DST):`);
-  say(indent(`$ switchyard logs ${podA.metadata.name} -n demo -c switchyard-proxy\n${await sw(['logs', podA.metadata.name, '-n', 'demo', '-c', 'switchyard-proxy'])}`, 5));
-  for (const b of podsB) {
-    say(`   ${b.metadata.name}'s sidecar (inbound at :15003):`);
-    say(indent(`$ switchyard logs ${b.metadata.name} -n demo -c switchyard-proxy\n${await sw(['logs', b.metadata.name, '-n', 'demo', '-c', 'switchyard-proxy'])}`, 5));
+  for (const n of c.nodeList) {
+    await eventually(`the interceptor on ${n.name} to program app-b's 2 backends`, () => {
+      const s = JSON.parse(c.kubectl(['exec', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor', '--', 'switchyard', 'status', 'services', '-o', 'json']));
+      return s.services.some((x: { service: string; backends: unknown[] }) => x.service === 'demo/app-b' && x.backends.length === 2) ? true : undefined;
+    });
   }
-  say('   BPF counters (same-node inbound is rewritten at app-a\'s connect, so app-b counts no tc inbound):');
-  say(indent(`$ switchyard status\n${await sw(['status', '--socket', lab.agentSocket])}`, 5));
-  say(indent(`$ switchyard status services\n${await sw(['status', 'services', '--socket', lab.agentSocket])}`, 5));
-  say('     (kubernetes and switchyard-webhook have no backends here: the apiserver and the webhook listen on the host\'s loopback, which pods cannot reach)');
 
   say();
-  say('7. Summary');
-  say(`   control plane up in ${secs(lab.timings.controlPlaneMs)}; webhook + interceptor ${secs(lab.timings.switchyardMs)}; node ${secs(lab.timings.nodeMs)}`);
-  say(`   3 pods injected by the webhook, registered by the interceptor before their containers started, Ready ${secs(tReady)} after kubectl apply`);
-  say(`   app-a → app-b: ${viaService.length} requests via the Service (socket-level load balancing, no kube-proxy) and 1 via the pod IP, each through app-a's and app-b's sidecars`);
+  say(`7. Requests from app-a (on ${aNode}) to app-b, through both sidecars`);
+  const get = (url: string) => c.kubectl(['exec', '-n', 'demo', podA.metadata!.name!, '-c', 'app', '--', 'http-get', url]).trim();
+  const viaService = [get(`http://${clusterIP}/`), get(`http://${clusterIP}/`)];
+  const viaPod = [sameB, otherB].filter((p): p is V1Pod => !!p).map((p) => get(`http://${p.status!.podIP}:8080/`));
+  say(`   $ kubectl exec -n demo ${podA.metadata!.name} -c app -- http-get URL   (the Service's ClusterIP ${clusterIP} twice, then app-b's pod IPs${otherB ? ': same node, other node' : ''})`);
+  say(indent([...viaService, ...viaPod].join('\n'), 5));
+  say(`   app-a's sidecar (outbound: the kernel sent app-a's connects to 127.0.0.1:15001, the proxy asked SO_ORIGINAL_DST):`);
+  say(shown(c, ['logs', '-n', 'demo', podA.metadata!.name!, '-c', 'switchyard-proxy'], 5));
+  for (const b of podsB) {
+    say(`   ${b.metadata!.name} on ${b.spec!.nodeName}, its sidecar (inbound at :15003):`);
+    say(shown(c, ['logs', '-n', 'demo', b.metadata!.name!, '-c', 'switchyard-proxy'], 5));
+  }
+  for (const n of c.nodeList) {
+    say(`   BPF state on ${n.name}:`);
+    say(shown(c, ['exec', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor', '--', 'switchyard', 'status'], 5));
+  }
+  say(shown(c, ['exec', '-n', 'switchyard-system', agentOn(aNode), '-c', 'interceptor', '--', 'switchyard', 'status', 'services'], 3));
+  const describe = c.kubectl(['describe', 'pod', '-n', 'demo', podA.metadata!.name!]);
+  say(`   $ kubectl describe pod -n demo ${podA.metadata!.name}   (its Events)`);
+  say(indent(describe.slice(describe.indexOf('Events:')), 5));
+
+  say();
+  say('8. Summary');
+  say(`   images ${secs(c.timings.imagesMs)}; control plane ${secs(c.timings.controlPlaneMs)}; ${c.nodeList.length} nodes ${secs(c.timings.nodesMs)}; install ${secs(c.timings.installMs)}`);
+  say(`   3 pods injected by the webhook (a Deployment behind its Service), registered by the interceptor (a DaemonSet) during CNI ADD, Ready ${secs(tReady)} after kubectl apply`);
+  say(`   app-a → app-b: ${viaService.length} requests via the Service (socket-level load balancing) and ${viaPod.length} via pod IPs, each through app-a's and app-b's sidecars`);
   say(`   total ${secs(Date.now() - t0)}`);
   if (keep) {
     say();
-    say('The lab keeps running; Ctrl-C removes it. Try:');
-    say(`   ${path.join(k8sBinDir(), 'kubectl')} --kubeconfig ${lab.cp.kubeconfig} get pods -A -o wide`);
-    say(`   node dist/cli/main.js logs ${podsB[0].metadata.name} -n demo -c switchyard-proxy`);
-    say(`   node dist/cli/main.js status --socket ${lab.agentSocket}`);
-    say(`   logs of the lab's programs: ${lab.dir}/{webhook,interceptor,node}.log`);
+    say('The cluster keeps running; Ctrl-C removes it. Try:');
+    say(`   ${path.join(k8sBinDir(), 'kubectl')} --kubeconfig ${c.cp.kubeconfig} get pods -A -o wide`);
+    say(`   … logs -n demo ${podsB[0].metadata!.name} -c switchyard-proxy`);
+    say(`   … exec -n switchyard-system ${agentOn(node0)} -c interceptor -- switchyard status`);
+    say(`   node logs (containerd, kubelet, kube-proxy): ${c.dir}/nodes/<node>/log/`);
     await new Promise(() => undefined);
   }
   say();
-  say('Teardown: pods stopped (CNI DEL), programs stopped, control plane stopped, netns/cgroups/pins removed.');
-  await lab.stop();
+  say('Teardown: nodes stopped (every container with them), control plane stopped, netns, cgroups and node directories removed.');
+  await c.stop();
 }
 
-let current: LabCluster | undefined;
+let current: RealCluster | undefined;
 let stopping = false;
 async function teardownAndExit(code: number): Promise<void> {
   if (stopping) return;
@@ -194,11 +196,7 @@ main().then(
   (e: Error) => {
     if (stopping) return; // Ctrl-C pulled the lab from under the steps: not a failure to report
     process.stderr.write(`\nthe demo failed: ${e.message}\n`);
-    // What the lab's programs said last, before their logs go with the lab.
-    for (const f of ['node.log', 'interceptor.log', 'webhook.log']) {
-      const file = current ? path.join(current.dir, f) : '';
-      if (file && fs.existsSync(file)) process.stderr.write(`--- last lines of ${f}\n${fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-12).join('\n')}\n`);
-    }
+    if (current) process.stderr.write(`${current.lastNodeLogLines()}\n`);
     void teardownAndExit(1);
   },
 );

@@ -35,6 +35,11 @@ export const LAB_IMAGES: Record<string, LabImage> = {
   'ghcr.io/switchyard-dev/proxy': { entrypoint: nodeScript('sidecar/src/main.js'), bin: { 'switchyard-sidecar': nodeScript('sidecar/src/main.js') }, what: 'the reference sidecar as manifests/config.yaml names it' },
   'switchyard-lab/http-echo': { entrypoint: nodeScript('lab/src/apps/http-echo.js'), what: 'an HTTP server that answers with its pod name (lab/src/apps/http-echo.ts)' },
   'switchyard-lab/http-get': { entrypoint: nodeScript('lab/src/apps/http-get.js'), what: 'one HTTP GET, then exit (lab/src/apps/http-get.ts)' },
+  'docker.io/switchyard-lab/apps': {
+    entrypoint: nodeScript('lab/src/apps/http-echo.js'),
+    bin: { 'http-echo': nodeScript('lab/src/apps/http-echo.js'), 'http-get': nodeScript('lab/src/apps/http-get.js') },
+    what: 'the apps image the real nodes run (images/): http-echo, with http-get on its PATH',
+  },
   'switchyard-lab/pause': { entrypoint: ['sleep', 'infinity'], what: 'does nothing until stopped' },
 };
 

@@ -350,46 +350,75 @@ export function sweepStaleLabs(): string[] {
   const runRoot = '/run/switchyard-lab';
   for (const dir of fs.existsSync(runRoot) ? fs.readdirSync(runRoot) : []) {
     if (isStale(dir)) {
+      removeMadeMountPoints(path.join(runRoot, dir));
       fs.rmSync(path.join(runRoot, dir), { recursive: true, force: true });
       removed.push(`run dir ${dir}`);
     }
   }
-  let mount: string;
-  try {
-    mount = findCgroup2Mount();
-  } catch {
-    return removed;
-  }
-  for (const dir of fs.readdirSync(mount)) {
-    if (!isStale(dir)) continue;
-    const root = path.join(mount, dir);
-    // Every cgroup of the lab, parents before children; processes anywhere in it are killed.
-    const tree: string[] = [];
-    const walk = (d: string) => {
-      tree.push(d);
-      for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
-    };
-    walk(root);
-    for (const cg of tree) {
-      for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          /* gone */
+  // Every hierarchy: real lab nodes (kubenodes.ts) make their cgroups in the v1 ones too.
+  for (const { mount, v2 } of cgroupMounts()) {
+    for (const dir of fs.readdirSync(mount)) {
+      if (!isStale(dir)) continue;
+      const root = path.join(mount, dir);
+      if (v2 && fs.existsSync(path.join(root, 'cgroup.kill'))) fs.writeFileSync(path.join(root, 'cgroup.kill'), '1');
+      // Every cgroup of the lab, parents before children; processes anywhere in it are killed.
+      const tree: string[] = [];
+      const walk = (d: string) => {
+        tree.push(d);
+        for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
+      };
+      walk(root);
+      for (const cg of tree) {
+        for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
       }
-    }
-    // Killed processes leave their cgroup as they are reaped; a busy cgroup is retried next run.
-    for (const cg of tree.reverse()) {
-      try {
-        fs.rmdirSync(cg);
-        if (cg === root) removed.push(`cgroup ${root}`);
-      } catch {
-        /* still busy */
+      // Killed processes leave their cgroup as they are reaped; a busy cgroup is retried next run.
+      for (const cg of tree.reverse()) {
+        try {
+          fs.rmdirSync(cg);
+          if (cg === root) removed.push(`cgroup ${root}`);
+        } catch {
+          /* still busy */
+        }
       }
     }
   }
   return removed;
+}
+
+/**
+ * Real lab nodes bind their own directories over fixed host paths
+ * (/var/lib/kubelet, …) in their mount namespaces; the mount points they had
+ * to create on the host are listed in <run dir>/made-mount-points, deepest
+ * last. Removes those that are still empty.
+ */
+export function removeMadeMountPoints(runDir: string): void {
+  const list = path.join(runDir, 'made-mount-points');
+  if (!fs.existsSync(list)) return;
+  for (const p of fs.readFileSync(list, 'utf8').split('\n').filter(Boolean).reverse()) {
+    try {
+      fs.rmdirSync(p);
+    } catch {
+      /* gone, or in use by another lab, or no longer empty: not ours to remove */
+    }
+  }
+  fs.rmSync(list);
+}
+
+/** Every cgroup hierarchy mounted here (v1 controllers and the v2 one), from mountinfo. */
+export function cgroupMounts(): { mount: string; v2: boolean }[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .map((f) => ({ f, sep: f.indexOf('-') }))
+    .filter(({ f, sep }) => sep > 0 && (f[sep + 1] === 'cgroup' || f[sep + 1] === 'cgroup2'))
+    .map(({ f, sep }) => ({ mount: f[4], v2: f[sep + 1] === 'cgroup2' }));
 }
 
 /** Killed processes leave their cgroup a moment after they are reaped. */

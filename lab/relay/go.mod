@@ -1,0 +1,3 @@
+module switchyard.dev/lab/relay
+
+go 1.22
