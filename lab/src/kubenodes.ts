@@ -22,7 +22,7 @@ import * as path from 'path';
 import { projectRoot } from '../../native';
 import { PAUSE_IMAGE } from '../../images/src/specs';
 import { k8sBinDir, ControlPlane } from './controlplane';
-import { cgroupMounts, NetLab, removeMadeMountPoints, sh } from './netlab';
+import { cgroupMounts, NetLab, recordMadeMountPoint, removeMadeMountPoints, sh } from './netlab';
 import { Proc, eventually } from './proc';
 
 export const FABRIC_GATEWAY = '10.250.0.1';
@@ -145,7 +145,7 @@ export class KubeNodes {
       for (let d = p; !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
       for (const d of missing) {
         fs.mkdirSync(d);
-        fs.appendFileSync(path.join(this.dir, 'made-mount-points'), `${d}\n`);
+        recordMadeMountPoint(d);
       }
     }
     for (const d of ['log', 'sysctl', 'pki']) fs.mkdirSync(path.join(dir, d), { recursive: true });
@@ -184,7 +184,8 @@ export class KubeNodes {
         errors.push(`${d}: ${(e as Error).message}`);
       }
     }
-    removeMadeMountPoints(this.dir);
+    fs.rmSync(this.dir, { recursive: true, force: true }); // this lab's run dir first: it no longer counts as live
+    removeMadeMountPoints();
     if (errors.length) throw new Error(`lab nodes: cleanup incomplete:\n${errors.join('\n')}`);
   }
 }

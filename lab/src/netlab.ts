@@ -350,11 +350,11 @@ export function sweepStaleLabs(): string[] {
   const runRoot = '/run/switchyard-lab';
   for (const dir of fs.existsSync(runRoot) ? fs.readdirSync(runRoot) : []) {
     if (isStale(dir)) {
-      removeMadeMountPoints(path.join(runRoot, dir));
       fs.rmSync(path.join(runRoot, dir), { recursive: true, force: true });
       removed.push(`run dir ${dir}`);
     }
   }
+  removeMadeMountPoints();
   // Every hierarchy: real lab nodes (kubenodes.ts) make their cgroups in the v1 ones too.
   for (const { mount, v2 } of cgroupMounts()) {
     for (const dir of fs.readdirSync(mount)) {
@@ -393,21 +393,33 @@ export function sweepStaleLabs(): string[] {
 
 /**
  * Real lab nodes bind their own directories over fixed host paths
- * (/var/lib/kubelet, …) in their mount namespaces; the mount points they had
- * to create on the host are listed in <run dir>/made-mount-points, deepest
- * last. Removes those that are still empty.
+ * (/var/lib/kubelet, …) in their mount namespaces. The mount points they had
+ * to create on the host are listed in MOUNT_POINTS_LIST (one list for all
+ * labs: a lab may use a mount point another one made). They are removed,
+ * deepest first and only while empty, once no live lab is left: removing one
+ * would detach it from a running lab's nodes.
  */
-export function removeMadeMountPoints(runDir: string): void {
-  const list = path.join(runDir, 'made-mount-points');
-  if (!fs.existsSync(list)) return;
-  for (const p of fs.readFileSync(list, 'utf8').split('\n').filter(Boolean).reverse()) {
+export const MOUNT_POINTS_LIST = '/run/switchyard-lab/made-mount-points';
+
+export function recordMadeMountPoint(p: string): void {
+  fs.mkdirSync(path.dirname(MOUNT_POINTS_LIST), { recursive: true });
+  fs.appendFileSync(MOUNT_POINTS_LIST, `${p}\n`);
+}
+
+export function removeMadeMountPoints(): void {
+  if (!fs.existsSync(MOUNT_POINTS_LIST)) return;
+  const root = path.dirname(MOUNT_POINTS_LIST);
+  const live = fs.readdirSync(root).filter((d) => d.startsWith(`${LAB_PREFIX}-`) && !isStale(d));
+  if (live.length) return;
+  const list = [...new Set(fs.readFileSync(MOUNT_POINTS_LIST, 'utf8').split('\n').filter(Boolean))];
+  for (const p of list.sort((a, b) => b.length - a.length)) {
     try {
       fs.rmdirSync(p);
     } catch {
-      /* gone, or in use by another lab, or no longer empty: not ours to remove */
+      /* gone, or no longer empty: not ours to remove */
     }
   }
-  fs.rmSync(list);
+  fs.rmSync(MOUNT_POINTS_LIST);
 }
 
 /** Every cgroup hierarchy mounted here (v1 controllers and the v2 one), from mountinfo. */
