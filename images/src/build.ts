@@ -20,6 +20,9 @@ import { BASE, IMAGES, ImageSpec, NodeImage, ROOT } from './specs';
 
 const BUILDER_VERSION = '1';
 
+/** Where build progress goes: stderr for the command, the caller's choice for the lab. */
+let progress: (line: string) => void = (line) => process.stderr.write(`${line}\n`);
+
 export function cacheDir(): string {
   return path.join(process.env.SWITCHYARD_CACHE ?? '/var/cache/switchyard', 'images');
 }
@@ -45,7 +48,7 @@ function cachedLayer(key: string, what: string, make: (stage: string, tar: strin
     fs.renameSync(tmp, tar);
     const layer = { ...made, file: tar };
     fs.writeFileSync(meta, JSON.stringify({ digest: layer.digest, size: layer.size }));
-    process.stderr.write(`images: built layer ${what} (${mb(layer.size)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    progress(`images: built layer ${what} (${mb(layer.size)}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     return layer;
   } finally {
     fs.rmSync(stage, { recursive: true, force: true });
@@ -118,6 +121,7 @@ function appLayer(spec: NodeImage): Layer {
       fs.chmodSync(dst, f.startsWith('build/cni/') ? 0o755 : 0o644);
     }
     fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(stage, 'app', 'package.json'));
+    if (spec.buildId) fs.writeFileSync(path.join(stage, 'app', 'BUILD'), `${spec.buildId}\n`);
     const bin = path.join(stage, 'usr', 'local', 'bin');
     fs.mkdirSync(bin, { recursive: true });
     for (const w of wrappers) fs.writeFileSync(path.join(bin, w.name), w.text, { mode: 0o755 });
@@ -153,11 +157,32 @@ export interface Built {
   images: { name: string; bytes: number; digest: string }[];
 }
 
+export interface BuildOptions {
+  /** The archive; default $SWITCHYARD_CACHE/images/switchyard-images.tar. */
+  out?: string;
+  /** Each layer built is reported here (default: stderr). */
+  onProgress?: (line: string) => void;
+  /** Only the images whose repository (name without tag) is listed. */
+  only?: string[];
+  /** Another tag than the package version, for a rebuilt image (upgrades). */
+  tag?: string;
+  /** Written to /app/BUILD, so that a rebuild of the same sources is another image (another digest). */
+  buildId?: string;
+}
+
 /** Builds (or reuses) every layer and writes the archive. */
-export function buildImages(out = path.join(cacheDir(), 'switchyard-images.tar')): Built {
+export function buildImages(opts: BuildOptions = {}): Built {
+  const out = opts.out ?? path.join(cacheDir(), 'switchyard-images.tar');
+  if (opts.onProgress) progress = opts.onProgress;
   let sharedLayers: Layer[] | undefined;
   const shared = () => (sharedLayers ??= [baseLayer(), modulesLayer()]);
-  const images = IMAGES.map((s) => image(s, shared));
+  const repo = (name: string) => name.slice(0, name.lastIndexOf(':'));
+  const specs = IMAGES.filter((s) => !opts.only || opts.only.includes(repo(s.name))).map((s) => ({
+    ...s,
+    ...(opts.tag ? { name: `${repo(s.name)}:${opts.tag}` } : {}),
+    ...(opts.buildId && s.kind === 'node' ? { buildId: opts.buildId } : {}),
+  }));
+  const images = specs.map((s) => image(s, shared));
   fs.mkdirSync(path.dirname(out), { recursive: true });
   const digests = writeArchive(images, out);
   pruneLayers(new Set(images.flatMap((i) => i.layers.map((l) => l.file))));
@@ -167,12 +192,20 @@ export function buildImages(out = path.join(cacheDir(), 'switchyard-images.tar')
   };
 }
 
-/** Layers no image of this build uses (older builds' app layers) leave the cache. */
-function pruneLayers(keep: Set<string>): void {
+/**
+ * Layers this build uses are marked as used now; layers no build has used for a
+ * day (older builds' app layers) leave the cache. Another checkout sharing the
+ * cache keeps its layers as long as it builds.
+ */
+function pruneLayers(used: Set<string>): void {
   const dir = path.join(cacheDir(), 'layers');
+  const now = new Date();
+  for (const f of used) fs.utimesSync(f, now, now);
   for (const f of fs.readdirSync(dir)) {
     const file = path.join(dir, f.replace(/\.json$/, ''));
-    if (!f.startsWith('.') && !keep.has(file)) fs.rmSync(path.join(dir, f), { force: true });
+    if (f.startsWith('.') || used.has(file)) continue;
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st || now.getTime() - st.mtimeMs > 24 * 3600_000) fs.rmSync(path.join(dir, f), { force: true });
   }
 }
 
@@ -184,7 +217,7 @@ if (require.main === module) {
   const o = process.argv.indexOf('--out');
   try {
     const t0 = Date.now();
-    const built = buildImages(o > 0 ? path.resolve(process.argv[o + 1]) : undefined);
+    const built = buildImages({ out: o > 0 ? path.resolve(process.argv[o + 1]) : undefined });
     for (const i of built.images) process.stderr.write(`images: ${i.name.padEnd(44)} ${mb(i.bytes).padStart(9)}  ${i.digest.slice(0, 19)}\n`);
     process.stderr.write(`images: archive ${mb(fs.statSync(built.archive).size)} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     process.stdout.write(`${built.archive}\n`);

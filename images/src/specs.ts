@@ -45,6 +45,8 @@ export interface NodeImage {
   bin?: Record<string, string>;
   entrypoint?: string[];
   cmd?: string[];
+  /** A build marker in /app/BUILD (a rebuild that must differ). */
+  buildId?: string;
 }
 
 export interface ScratchImage {

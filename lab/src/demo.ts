@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     say(`   one OCI archive ${c.images}   ${secs(c.timings.imagesMs)}`);
     say();
     say('2. Start the control plane and two nodes (containerd, runc, kubelet, kube-proxy; each node in its own netns)');
-  });
+  }, (line) => say(`   ${line}`));
   say(`   etcd, kube-apiserver, kube-controller-manager, kube-scheduler (from ${k8sBinDir()})   ${secs(c.timings.controlPlaneMs)}`);
   say(`   nodes up and Ready, images imported   ${secs(c.timings.nodesMs)}`);
   say(`   kubeconfig ${c.cp.kubeconfig}`);

@@ -44,6 +44,8 @@ export interface NodeInfo {
   podCidr: string;
   netns: string;
   dir: string;
+  /** node-init.sh: its mount namespace is the node's (nsenter -t <pid> -m). */
+  pid?: number;
 }
 
 export class KubeNodes {
@@ -155,6 +157,7 @@ export class KubeNodes {
       path.join(dir, 'log', 'init.log'),
     );
     this.procs.push(init);
+    node.pid = init.pid;
     await init.waitForLine((l) => l === 'ready', 120_000);
     this.nodes.push(node);
     await eventually(`Node ${name} Ready (its kubelet log: ${path.join(dir, 'log', 'kubelet.log')})`, async () => {
@@ -163,6 +166,18 @@ export class KubeNodes {
       return r.status === 200 && r.body.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
     }, 120_000);
     return node;
+  }
+
+  /** The node's cgroup in the cgroup2 hierarchy, as the host sees it (its pods are under kubepods/). */
+  cgroup2Dir(n: NodeInfo): string {
+    const v2 = cgroupMounts().find((m) => m.v2);
+    if (!v2) throw new Error('no cgroup2 hierarchy is mounted');
+    return path.join(v2.mount, this.cgroupRel, n.name);
+  }
+
+  /** Imports an image archive into a running node's containerd (through its socket, from the host). */
+  importImages(n: NodeInfo, archive: string): void {
+    execFileSync('ctr', ['--address', path.join(n.dir, 'fs', 'run', 'containerd', 'containerd.sock'), '-n', 'k8s.io', 'images', 'import', archive], { stdio: ['ignore', 'ignore', 'pipe'] });
   }
 
   /** Every process of every node (and the relays), then the cgroups in every hierarchy and the mount points made. */

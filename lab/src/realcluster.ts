@@ -74,10 +74,13 @@ export class RealCluster {
     return r.stdout;
   }
 
-  /** Up to an empty cluster whose nodes are Ready (no Switchyard yet); onImages runs once the images are built. */
-  async startCluster(onImages: () => void = () => undefined): Promise<void> {
+  /**
+   * Up to an empty cluster whose nodes are Ready (no Switchyard yet).
+   * Layers built are reported to onProgress; onImages runs once the images are there.
+   */
+  async startCluster(onImages: () => void = () => undefined, onProgress: (line: string) => void = () => undefined): Promise<void> {
     let t = Date.now();
-    this.built = buildImages();
+    this.built = buildImages({ onProgress });
     this.images = this.built.archive;
     this.timings.imagesMs = Date.now() - t;
     onImages();
@@ -125,6 +128,11 @@ export class RealCluster {
   async start(): Promise<void> {
     await this.startCluster();
     await this.install();
+  }
+
+  /** Imports another image archive into every node's containerd, as a registry pull would make images available. */
+  importImages(archive: string): void {
+    for (const n of this.nodeList) this.nodes.importImages(n, archive);
   }
 
   /** The last lines of every node daemon's log, for a failure report (the logs go with the lab). */

@@ -5,12 +5,15 @@
  * Everything is observed the way a user observes it: kubectl get, logs,
  * exec, describe and Events.
  */
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import type { V1Pod } from '@kubernetes/client-node';
-import { controlPlaneMissing } from '../../lab/src/controlplane';
+import { buildImages } from '../../images/src/build';
+import { controlPlaneMissing, k8sBinDir } from '../../lab/src/controlplane';
 import { RealCluster, realClusterMissing } from '../../lab/src/realcluster';
-import { eventually } from '../../lab/src/proc';
+import { Proc, eventually } from '../../lab/src/proc';
 import { projectRoot } from '../../native';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
 
@@ -95,17 +98,29 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
   }, 180_000);
 
   test('kubectl logs --previous shows a crashed container\'s last run', async () => {
-    k('run', 'crasher', '-n', 'default', `--image=${APPS}`, '--image-pull-policy=Never', '--restart=Always', '--command', '--', 'node', '-e', 'console.log("run at", Date.now()); process.exit(3)');
-    await eventually('crasher restarted', () => ((json('get', 'pod', '-n', 'default', 'crasher').status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1 ? true : undefined), 60_000);
-    // Between a run's end and the next one's start the kubelet may still be swapping them: ask until it answers.
-    const previous = await eventually('kubectl logs --previous', () => {
-      const r = c.cp.kubectl(['logs', '-n', 'default', 'crasher', '--previous']);
-      return r.code === 0 && r.stdout.trim() !== '' ? r.stdout : undefined;
-    }, 30_000);
-    expect(previous).toMatch(/^run at \d+$/m);
-    const last = json('get', 'pod', '-n', 'default', 'crasher').status.containerStatuses[0].lastState.terminated;
-    expect(last.exitCode).toBe(3);
-    k('delete', 'pod', '-n', 'default', 'crasher', '--wait=false');
+    // Crashes on its first run only (a marker in an emptyDir), so the restarted container keeps running and the
+    // crashed one stays as the pod's one dead container, as kubelet's container GC keeps it.
+    const script = 'const fs = require("fs"); if (fs.existsSync("/data/ran")) { console.log("second run"); setInterval(() => {}, 1e9); } ' +
+      'else { fs.writeFileSync("/data/ran", ""); console.log("first run, crashing"); process.exit(3); }';
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'crash-once', namespace: 'default' },
+      spec: {
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['node', '-e', script], volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+        volumes: [{ name: 'data', emptyDir: {} }],
+      },
+    };
+    c.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
+    await eventually('crash-once running again after its crash', () => {
+      const st = json('get', 'pod', '-n', 'default', 'crash-once').status?.containerStatuses?.[0];
+      return st?.restartCount >= 1 && st.state?.running ? st : undefined;
+    }, 60_000);
+    expect(k('logs', '-n', 'default', 'crash-once').trim()).toBe('second run');
+    expect(k('logs', '-n', 'default', 'crash-once', '--previous').trim()).toBe('first run, crashing');
+    expect(json('get', 'pod', '-n', 'default', 'crash-once').status.containerStatuses[0].lastState.terminated.exitCode).toBe(3);
+    k('delete', 'pod', '-n', 'default', 'crash-once', '--wait=false');
   }, 90_000);
 
   test('deleting a mesh pod unregisters it from its node\'s agent', async () => {
@@ -151,5 +166,71 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     k('label', 'node', node, 'switchyard-test/no-agent-');
     await readyPods('mesh', 'run=late', 1);
     expect(podsOn(node)).toContain('mesh/late');
+  }, 240_000);
+
+  test('a rebuilt interceptor image with a new tag rolls the DaemonSet with traffic flowing: no failed request, none past the sidecars', async () => {
+    const next = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'synext-')), 'next.tar');
+    const built = buildImages({ out: next, only: ['ghcr.io/switchyard-dev/interceptor'], tag: '0.1.0-next', buildId: `next-${Date.now()}`, onProgress: () => undefined });
+    const image = built.images[0].name;
+    c.importImages(next); // as a registry pull would
+    fs.rmSync(path.dirname(next), { recursive: true, force: true });
+
+    const [a] = await readyPods('mesh', 'app=app-a', 1);
+    const bs = await readyPods('mesh', 'app=app-b', 2);
+    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const outboundBefore = k('logs', '-n', 'mesh', a.metadata!.name!, '-c', 'switchyard-proxy').split('\n').filter((l) => / outbound .*result=ok/.test(l)).length;
+    // A steady client in app-a: one request every 20 ms, round-robin over the Service and both pod IPs, until its stdin closes.
+    const loop = fs.readFileSync(path.join(projectRoot(), 'test', 'fixtures', 'steady-http.js'), 'utf8');
+    const urls = [`http://${clusterIP}/`, ...bs.map((b) => `http://${b.status!.podIP}:8080/`)];
+    const client = Proc.start('steady client', [path.join(k8sBinDir(), 'kubectl'), '--kubeconfig', c.cp.kubeconfig, 'exec', '-i', '-n', 'mesh', a.metadata!.name!, '-c', 'app', '--', 'node', '-e', loop, ...urls]);
+    await client.waitForLine((l) => l === 'started');
+    k('-n', 'switchyard-system', 'set', 'image', 'daemonset/switchyard-interceptor', `install-cni=${image}`, `interceptor=${image}`);
+    k('-n', 'switchyard-system', 'rollout', 'status', 'daemonset/switchyard-interceptor', '--timeout=120s');
+    client.child.stdin!.end();
+    const result = JSON.parse(await client.waitForLine((l) => l.startsWith('{'), 30_000));
+    expect(result.fail).toBe(0);
+    expect(result.errors).toEqual([]);
+    expect(result.ok).toBeGreaterThan(50);
+    // Every agent runs the new image and adopted the pinned dataplane.
+    for (const n of c.nodeList) {
+      const agent = json('get', 'pod', '-n', 'switchyard-system', agentOn(n.name));
+      expect(agent.spec.containers[0].image).toBe(image);
+      expect(k('logs', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor')).toContain('adopted the pinned dataplane');
+    }
+    // No escapes: app-a's sidecar logged every request the client made.
+    const outboundAfter = k('logs', '-n', 'mesh', a.metadata!.name!, '-c', 'switchyard-proxy').split('\n').filter((l) => / outbound .*result=ok/.test(l)).length;
+    expect(outboundAfter - outboundBefore).toBe(result.ok);
+  }, 240_000);
+
+  test('uninstall: kubectl delete -k, then the uninstall DaemonSet, leaves no pins, attachments, tc filters or CNI entries on either node', async () => {
+    const overlay = path.join(c.dir, 'install', 'lab', 'manifests');
+    const uninstall = path.join(projectRoot(), 'manifests', 'uninstall');
+    const meshPods = (json('get', 'pods', '-n', 'mesh').items as V1Pod[]).filter((p) => p.status?.phase === 'Running');
+    expect(meshPods.length).toBeGreaterThan(0);
+    k('delete', '-k', overlay, '--wait=true');
+    k('apply', '-k', uninstall);
+    k('-n', 'kube-system', 'rollout', 'status', 'daemonset/switchyard-cleanup', '--timeout=120s');
+    k('delete', '-k', uninstall, '--wait=true');
+    for (const n of c.nodeList) {
+      const conf = JSON.parse(fs.readFileSync(path.join(n.dir, 'fs', 'etc', 'cni', 'net.d', '10-lab.conflist'), 'utf8'));
+      expect(conf.plugins.map((p: { type: string }) => p.type)).toEqual(['bridge', 'portmap']);
+      expect(fs.readdirSync(path.join(n.dir, 'fs', 'opt', 'cni', 'bin'))).not.toContain('switchyard-cni');
+      // The node's own bpffs: only the filesystem's own iterators are left.
+      const pins = execFileSync('nsenter', ['-t', String(n.pid), '-m', 'ls', '/sys/fs/bpf'], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      expect(pins.filter((p) => !p.endsWith('.debug'))).toEqual([]);
+      const kubepods = path.join(c.nodes.cgroup2Dir(n), 'kubepods');
+      // bpftool lists one "<id> <attach type> …" line per program attached at or below kubepods.
+      expect(execFileSync('bpftool', ['cgroup', 'tree', kubepods], { encoding: 'utf8' })).not.toMatch(/^\s*\d+\s+\S+/m);
+    }
+    // The mesh pods keep running, their interfaces without Switchyard's tc filters.
+    for (const p of meshPods) {
+      const n = c.nodeList.find((x) => x.name === p.spec!.nodeName)!;
+      const podDir = execFileSync('find', [path.join(c.nodes.cgroup2Dir(n), 'kubepods'), '-maxdepth', '2', '-name', `pod${p.metadata!.uid}`], { encoding: 'utf8' }).trim();
+      const pid = execFileSync('sh', ['-c', `cat "${podDir}"/*/cgroup.procs | head -1`], { encoding: 'utf8' }).trim();
+      expect(pid).toMatch(/^\d+$/);
+      for (const dir of ['ingress', 'egress']) {
+        expect(execFileSync('nsenter', ['-t', pid, '-n', 'tc', 'filter', 'show', 'dev', 'eth0', dir], { encoding: 'utf8' }).trim()).toBe('');
+      }
+    }
   }, 240_000);
 });

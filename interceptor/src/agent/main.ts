@@ -3,7 +3,7 @@
  * switchyard-interceptor: the node agent.
  *
  *   switchyard-interceptor run --config FILE      start (or adopt) the dataplane and serve
- *   switchyard-interceptor cleanup [--config FILE] [--pin-root DIR]
+ *   switchyard-interceptor cleanup [--config FILE] [--pin-root DIR] [--state-dir DIR] [--netns-dir DIR]
  *                                                 remove every attachment, tc filter and pin
  *   switchyard-interceptor install-cni --bin-src FILE [--conf-dir D] [--bin-dir D] [--settings JSON]
  *   switchyard-interceptor uninstall-cni [--conf-dir D] [--bin-dir D]
@@ -22,6 +22,7 @@ import { stdoutLogger as log } from '../../../lib/log';
 import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
 import { resolveCgroupPath } from './cgroup-path';
+import { cleanupNode } from './node-cleanup';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
@@ -121,9 +122,15 @@ async function run(cfg: AgentConfig): Promise<void> {
 async function main(): Promise<void> {
   const cmd = process.argv[2];
   if (cmd === 'cleanup') {
-    const pinRoot = arg('pin-root') ?? (arg('config') ? loadAgentConfig(arg('config')!).pinRoot : undefined);
-    Dataplane.removePins(pinRoot);
-    log('info', 'removed every Switchyard attachment and pin', { pin_root: pinRoot ?? '/sys/fs/bpf/switchyard' });
+    const cfg = arg('config') ? loadAgentConfig(arg('config')!) : undefined;
+    const pinRoot = arg('pin-root') ?? cfg?.pinRoot;
+    const r = cleanupNode({ pinRoot, stateDir: arg('state-dir') ?? cfg?.stateDir, netnsDir: arg('netns-dir') });
+    log('info', 'removed every Switchyard tc filter, attachment and pin', {
+      pin_root: pinRoot ?? '/sys/fs/bpf/switchyard',
+      tc_filters: r.filters,
+      qdiscs: r.qdiscs,
+      interfaces_checked: r.interfaces,
+    });
     return;
   }
   if (cmd === 'install-cni' || cmd === 'uninstall-cni') {

@@ -106,6 +106,7 @@ export class Registrar {
         ips: req.ips,
         cgroupPath,
         netnsCookie: String(reg.netnsCookie),
+        tcCreatedQdisc: reg.tc?.createdQdisc,
         interception: d.interception,
         registeredAt: new Date().toISOString(),
       };
@@ -253,7 +254,7 @@ export class Registrar {
   private reregister(r: PodRecord, reason: 'reconcile-missing' | 'reconcile-missing-entry'): boolean {
     try {
       const reg = this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: r.interception, ifname: r.ifname });
-      this.store.put({ ...r, netnsCookie: String(reg.netnsCookie) });
+      this.store.put({ ...r, netnsCookie: String(reg.netnsCookie), tcCreatedQdisc: r.tcCreatedQdisc || reg.tc?.createdQdisc });
       this.metrics.reconciled.inc({ action: 'reregistered' });
       this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), ips: r.ips.join(','), cgroup: r.cgroupPath, reason });
       return true;

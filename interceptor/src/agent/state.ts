@@ -17,6 +17,8 @@ export interface PodRecord {
   ips: string[];
   cgroupPath?: string;
   netnsCookie: string; // bigint as text
+  /** The agent created the interface's clsact qdisc (it had none): uninstall removes it again. */
+  tcCreatedQdisc?: boolean;
   interception: Interception;
   registeredAt: string;
 }

@@ -176,8 +176,9 @@ function checkCgroup(opts: DataplaneOptions): string {
 
 /**
  * Detaches and unpins everything under pinRoot. Idempotent; works without a
- * live agent (the 'cleanup' command). tc filters on pod interfaces are
- * removed by unload(); pods deleted since then took theirs with their netns.
+ * live agent. tc filters on pod interfaces are not pins: unload() removes
+ * those of the agent's own pods, and the 'cleanup' command
+ * (agent/node-cleanup.ts) those of every pod on the node.
  */
 export function removePins(pinRoot = DEFAULT_PIN_ROOT): void {
   const n = native();
