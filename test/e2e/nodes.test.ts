@@ -168,6 +168,46 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     expect(podsOn(node)).toContain('mesh/late');
   }, 240_000);
 
+  test("classic sidecar mode: the app starts once the proxy's postStart hook (wait-ready) returned, and its first connect goes through the sidecar", async () => {
+    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'classic', namespace: 'mesh', annotations: { 'switchyard.dev/sidecar-mode': 'classic' } },
+      spec: { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['http-get', `http://${clusterIP}/`] }] },
+    };
+    c.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
+    const p = await eventually("the classic pod's app finished", () => {
+      const x = json('get', 'pod', '-n', 'mesh', 'classic');
+      return x.status?.containerStatuses?.find((st: { name: string }) => st.name === 'app')?.state?.terminated ? x : undefined;
+    }, 60_000);
+    expect(p.spec.initContainers ?? []).toEqual([]);
+    expect(p.spec.containers.map((x: { name: string }) => x.name)).toEqual(['switchyard-proxy', 'app']);
+    expect(p.spec.containers[0].lifecycle.postStart.exec.command).toEqual(['switchyard-sidecar', 'wait-ready', '--admin-port', '15021']);
+    // The app's first and only run succeeded: its very first connect found the proxy listening.
+    expect(p.status.containerStatuses.find((st: { name: string }) => st.name === 'app')).toMatchObject({ restartCount: 0, state: { terminated: { exitCode: 0 } } });
+    expect(k('logs', '-n', 'mesh', 'classic', '-c', 'app')).toMatch(/status=200 body="hello from app-b-/);
+    expect(k('logs', '-n', 'mesh', 'classic', '-c', 'switchyard-proxy')).toMatch(new RegExp(`outbound src=127\\.0\\.0\\.1:\\d+ dst=${clusterIP.replace(/\./g, '\\.')}:80 .*result=ok`));
+    k('delete', 'pod', '-n', 'mesh', 'classic', '--wait=false');
+  }, 90_000);
+
+  test('a Job with the native sidecar completes: the proxy stops when the Job\'s container is done', async () => {
+    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const job = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'once', namespace: 'mesh' },
+      spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['http-get', `http://${clusterIP}/`] }] } } },
+    };
+    c.kubectl(['apply', '-f', '-'], JSON.stringify(job));
+    k('wait', '-n', 'mesh', '--for=condition=complete', 'job/once', '--timeout=60s');
+    const [pod] = json('get', 'pods', '-n', 'mesh', '-l', 'job-name=once').items as V1Pod[];
+    expect(pod.spec!.initContainers!.map((x) => x.name)).toEqual(['switchyard-proxy']);
+    expect(pod.status!.phase).toBe('Succeeded');
+    expect(k('logs', '-n', 'mesh', pod.metadata!.name!, '-c', 'app')).toMatch(/status=200/);
+    expect(k('logs', '-n', 'mesh', pod.metadata!.name!, '-c', 'switchyard-proxy')).toMatch(/outbound .*result=ok/);
+  }, 90_000);
+
   test('a rebuilt interceptor image with a new tag rolls the DaemonSet with traffic flowing: no failed request, none past the sidecars', async () => {
     const next = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'synext-')), 'next.tar');
     const built = buildImages({ out: next, only: ['ghcr.io/switchyard-dev/interceptor'], tag: '0.1.0-next', buildId: `next-${Date.now()}`, onProgress: () => undefined });
