@@ -11,8 +11,6 @@
  *   switchyard status services [-o json]         Service frontends, backends and counters
  *   switchyard explain NS/POD IP:PORT [--uid N] [--foreign] [-o json] [--socket PATH]
  *                                                   would this connect be redirected, and why
- *   switchyard logs POD [-c CONTAINER] [-n NAMESPACE] [-p] [--log-dir DIR]
- *                                                   a lab container's output (kubectl logs for the lab)
  *
  * Injected YAML goes to stdout; one line per object with the decision goes to stderr.
  */
@@ -171,54 +169,6 @@ async function explainCommand(args: string[], out: (s: string) => void): Promise
   return 0;
 }
 
-/**
- * `kubectl logs` for the local lab: the lab node keeps each container's output
- * the way the kubelet does, <lab>/node/pods/<ns>_<pod>_<uid>/<container>/<restarts>.log.
- */
-function logsCommand(args: string[], out: (s: string) => void, err: (s: string) => void): number {
-  const valued = new Set(['-c', '--container', '-n', '--namespace', '--log-dir']);
-  const positional = args.filter((a, i) => !a.startsWith('-') && !valued.has(args[i - 1]));
-  const name = positional[0];
-  if (!name || positional.length > 1) throw new UsageError('give one pod: switchyard logs POD [-c CONTAINER] [-n NAMESPACE] [-p]');
-  const opt = (short: string, long: string) => {
-    const i = args.findIndex((a) => a === short || a === long);
-    if (i >= 0 && i + 1 >= args.length) throw new UsageError(`${args[i]} needs a value`);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
-  const namespace = opt('-n', '--namespace') ?? 'default';
-  const root = flag(args, 'log-dir') ?? '/run/switchyard-lab';
-  const podDirs = (fs.existsSync(root) ? fs.readdirSync(root) : []).flatMap((lab) => {
-    const pods = path.join(root, lab, 'node', 'pods');
-    return fs.existsSync(pods) ? fs.readdirSync(pods).map((d) => path.join(pods, d)) : [];
-  });
-  if (!podDirs.length) throw new UsageError(`no lab pod logs under ${root}: is a lab running? (bash scripts/demo.sh --keep)`);
-  // The newest pod of that name: a lab keeps the logs of deleted pods until it stops.
-  const hits = podDirs.filter((d) => path.basename(d).startsWith(`${namespace}_${name}_`)).sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
-  if (!hits.length) {
-    const here = podDirs.map((d) => path.basename(d).split('_')).filter(([ns]) => ns === namespace).map(([, pod]) => pod);
-    throw new UsageError(`pod ${namespace}/${name} has no logs in the lab${here.length ? `; pods in ${namespace}: ${[...new Set(here)].join(', ')}` : ` (no pods in namespace ${namespace}; use -n)`}`);
-  }
-  const meta = JSON.parse(fs.readFileSync(path.join(hits[0], 'pod.json'), 'utf8')) as { containers: { name: string; init: boolean }[] };
-  let container = opt('-c', '--container');
-  if (!container) {
-    const apps = meta.containers.filter((c) => !c.init);
-    container = (apps[0] ?? meta.containers[0]).name;
-    if (meta.containers.length > 1) err(`Defaulted container "${container}" out of: ${meta.containers.map((c) => `${c.name}${c.init ? ' (init)' : ''}`).join(', ')}\n`);
-  } else if (!meta.containers.some((c) => c.name === container)) {
-    throw new UsageError(`container ${container} is not valid for pod ${name}: choose one of ${meta.containers.map((c) => c.name).join(', ')}`);
-  }
-  const dir = path.join(hits[0], container);
-  const runs = (fs.existsSync(dir) ? fs.readdirSync(dir) : []).map((f) => Number.parseInt(f, 10)).filter(Number.isInteger).sort((a, b) => a - b);
-  const previous = args.includes('-p') || args.includes('--previous');
-  const pick = previous ? runs[runs.length - 2] : runs[runs.length - 1];
-  if (pick === undefined) {
-    err(`switchyard: ${previous ? `previous terminated container "${container}" in pod "${name}" not found` : `container "${container}" in pod "${name}" has not started`}\n`);
-    return 1;
-  }
-  out(fs.readFileSync(path.join(dir, `${pick}.log`), 'utf8'));
-  return 0;
-}
-
 export async function run(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const [cmd, ...args] = argv;
   try {
@@ -264,8 +214,6 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         err(`wrote ca.crt, ca.key, tls.crt, tls.key, secret.yaml and mutatingwebhookconfiguration.yaml to ${dir} (names: ${bundle.dnsNames.join(', ')})\n`);
         return 0;
       }
-      case 'logs':
-        return logsCommand(args, out, err);
       case 'status':
         return await statusCommand(args, out);
       case 'explain':
@@ -275,7 +223,7 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign] | logs POD [-c CONTAINER] [-n NS] [-p]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

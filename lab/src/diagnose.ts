@@ -23,15 +23,17 @@ function stateText(s: V1ContainerState | undefined): string {
   return 'unknown';
 }
 
-const UNREADABLE =
-  'the lab runs sidecars and apps as other users (uids 1337 and 1000), so the checkout must be readable by them ' +
-  "(a clone in root's 0700 home is not; clone it elsewhere, for example under /opt or /srv)";
-
 /** The causes we have met, by the evidence they leave. */
 const CAUSES: { test: RegExp; say: (m: RegExpExecArray) => string }[] = [
-  // Node reports a script it may not read as missing.
-  { test: /Cannot find module '([^']+)'/, say: (m) => `a container cannot load ${m[1]}: if that file exists, ${UNREADABLE}` },
-  { test: /EACCES|permission denied/i, say: () => `a container cannot read a file it needs: ${UNREADABLE}` },
+  {
+    test: /Cannot find module '([^']+)'/,
+    say: (m) => `a container cannot load ${m[1]}: its image lacks that file (images/ puts in each app layer what its entry points require: rebuild with make images)`,
+  },
+  {
+    test: /EACCES|EROFS|permission denied|read-only file system/i,
+    say: () => "a container cannot read or write a file it needs: compare its runAsUser and readOnlyRootFilesystem with the file (image files are root's and readable by all)",
+  },
+  { test: /ErrImageNeverPull|is not present with pull policy|image can't be pulled|ErrImagePull/, say: () => 'an image is not on the node: the lab imports images/ at start; a new image must be imported into every node' },
   { test: /switchyard-cni/i, say: () => "switchyard-cni refused the sandbox: see the Event, and the interceptor's log (kubectl logs -n switchyard-system ds/switchyard-interceptor)" },
 ];
 

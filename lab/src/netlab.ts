@@ -22,6 +22,8 @@ import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { projectRoot } from '../../native';
 
 export const LAB_PREFIX = 'sylab';
+/** Where lab clusters keep their run directories. */
+export const LAB_RUN_ROOT = '/run/switchyard-lab';
 
 export interface NodeNs {
   name: string;
@@ -346,8 +348,8 @@ export function sweepStaleLabs(): string[] {
       removed.push(`pins ${dir}`);
     }
   }
-  // The lab cluster's run directory (/run/switchyard-lab/sylab-<pid>p<id>: logs, certs, agent state).
-  const runRoot = '/run/switchyard-lab';
+  // The lab cluster's run directory (/run/switchyard-lab/sylab-<pid>p<id>: node directories, logs, certs).
+  const runRoot = LAB_RUN_ROOT;
   for (const dir of fs.existsSync(runRoot) ? fs.readdirSync(runRoot) : []) {
     if (isStale(dir)) {
       fs.rmSync(path.join(runRoot, dir), { recursive: true, force: true });
@@ -399,7 +401,7 @@ export function sweepStaleLabs(): string[] {
  * deepest first and only while empty, once no live lab is left: removing one
  * would detach it from a running lab's nodes.
  */
-export const MOUNT_POINTS_LIST = '/run/switchyard-lab/made-mount-points';
+export const MOUNT_POINTS_LIST = `${LAB_RUN_ROOT}/made-mount-points`;
 
 export function recordMadeMountPoint(p: string): void {
   fs.mkdirSync(path.dirname(MOUNT_POINTS_LIST), { recursive: true });

@@ -20,10 +20,9 @@ import * as path from 'path';
 import { projectRoot } from '../../native';
 import { run as cli } from '../../cli/main';
 import { Built, buildImages } from '../../images/src/build';
-import { LAB_RUN_ROOT } from './cluster';
 import { ControlPlane, k8sBinDir } from './controlplane';
 import { FABRIC_GATEWAY, KubeNodes, NodeInfo, RELAY } from './kubenodes';
-import { NetLab } from './netlab';
+import { LAB_RUN_ROOT, NetLab } from './netlab';
 import { eventually } from './proc';
 
 

@@ -12,7 +12,7 @@ import * as path from 'path';
 import * as tls from 'tls';
 import { parse } from 'yaml';
 import { ControlPlane, controlPlaneMissing, freePort } from '../../lab/src/controlplane';
-import { startWebhookProcess } from '../../lab/src/cluster';
+import { startWebhookProcess } from '../../lab/src/webhook-process';
 import { run as cli } from '../../cli/main';
 import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../api/contract';
 import { projectRoot } from '../../native';
