@@ -20,6 +20,7 @@ import { Proc } from './proc';
 import { findCgroup2Mount } from '../../interceptor/src/dataplane/host';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { projectRoot } from '../../native';
+import { readablePath } from './readable';
 
 export const LAB_PREFIX = 'sylab';
 /** Where lab clusters keep their run directories. */
@@ -245,9 +246,10 @@ export class NetLab {
     return proc;
   }
 
-  /** Starts a compiled Node script from dist/ in a pod. */
+  /** Starts a compiled Node script from dist/ in a pod; as another user, from where that user can read it (readable.ts). */
   node(where: Pod | { netns: string | null; cgroup: string | null }, script: string, args: string[], opts: SpawnOptions = {}): Proc {
-    return this.spawn(where, [process.execPath, distScript(script), ...args], { label: `${script} ${args.join(' ')}`, ...opts });
+    const file = opts.uid ? readablePath(path.relative(projectRoot(), distScript(script))) : distScript(script);
+    return this.spawn(where, [process.execPath, file, ...args], { label: `${script} ${args.join(' ')}`, ...opts });
   }
 
   /** Runs a client to completion and returns its last JSON line. */

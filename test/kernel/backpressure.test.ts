@@ -7,14 +7,13 @@
  * fails, and every byte arrives in order.
  */
 import * as fs from 'fs';
-import * as path from 'path';
-import { projectRoot } from '../../native';
 import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
+import { readablePath } from '../../lab/src/readable';
 import { NetLab, Pod } from '../../lab/src/netlab';
 
-const PEER = path.join(projectRoot(), 'test', 'fixtures', 'backpressure.py');
+const PEER = readablePath('test/fixtures/backpressure.py');
 const PYTHON = '/usr/bin/python3';
 const SECONDS = 10;
 

@@ -6,15 +6,14 @@
  * and a pod whose proxy or app reads with splice opts out with
  * switchyard.dev/sockmap-acceleration: "false".
  */
-import * as path from 'path';
-import { projectRoot } from '../../native';
 import { DEFAULT_INTERCEPTION, Interception } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { CounterName } from '../../interceptor/src/dataplane/abi';
 import { describeKernel, requireKernel } from '../helpers/kernel';
+import { readablePath } from '../../lab/src/readable';
 import { NetLab, NodeNs, Pod } from '../../lab/src/netlab';
 
-const PEER = path.join(projectRoot(), 'test', 'fixtures', 'splice-peer.py');
+const PEER = readablePath('test/fixtures/splice-peer.py');
 // Debian's interpreter by path: a PATH shim under root's home is not executable for the app and sidecar uids.
 const PYTHON = '/usr/bin/python3';
 const APP = 1000;

@@ -18,15 +18,15 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { projectRoot } from '../../native';
 import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
+import { readablePath } from '../../lab/src/readable';
 import { NetLab, Pod, sh } from '../../lab/src/netlab';
 import { waitUntil } from '../../lab/src/proc';
 
-const FLOOD = path.join(projectRoot(), 'test', 'fixtures', 'syn-flood.py');
-const FIN = path.join(projectRoot(), 'test', 'fixtures', 'fin-peer.py');
+const FLOOD = readablePath('test/fixtures/syn-flood.py');
+const FIN = readablePath('test/fixtures/fin-peer.py');
 const PYTHON = '/usr/bin/python3';
 const MAP_SIZE = 4096; // small, so that the flood overruns it 50 times
 

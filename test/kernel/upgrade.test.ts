@@ -24,6 +24,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { readablePath } from '../../lab/src/readable';
 import { BPF_OBJECT_DIR, native, projectRoot } from '../../native';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { AgentNode, TestPod } from '../helpers/agent-node';
@@ -39,8 +40,8 @@ import { ABI_VERSION, Phase, readAbiRecord } from '../../interceptor/src/datapla
 import { sumPerCpu } from '../../interceptor/src/dataplane/abi';
 
 const PYTHON = '/usr/bin/python3';
-const RELAY = path.join(projectRoot(), 'test/fixtures/origdst-relay.py');
-const CLIENT = path.join(projectRoot(), 'test/fixtures/steady-client.py');
+const RELAY = readablePath('test/fixtures/origdst-relay.py');
+const CLIENT = readablePath('test/fixtures/steady-client.py');
 const ALT_OBJECT_DIR = path.join(projectRoot(), 'build', 'bpf-alt');
 const SIDECAR_UID = 1337;
 const APP_UID = 1000;
