@@ -22,7 +22,7 @@ import * as path from 'path';
 import { projectRoot } from '../../native';
 import { PAUSE_IMAGE } from '../../images/src/specs';
 import { k8sBinDir, ControlPlane } from './controlplane';
-import { cgroupMounts, NetLab, recordMadeMountPoint, removeMadeMountPoints, sh } from './netlab';
+import { cgroupMounts, NetLab, recordMadeMountPoint, removeCgroupTree, removeMadeMountPoints, sh } from './netlab';
 import { Proc, eventually } from './proc';
 
 export const FABRIC_GATEWAY = '10.250.0.1';
@@ -183,14 +183,13 @@ export class KubeNodes {
   /** Every process of every node (and the relays), then the cgroups in every hierarchy and the mount points made. */
   async stop(): Promise<void> {
     await Promise.all(this.procs.map((p) => p.stop('SIGTERM')));
+    const errors: string[] = [];
     for (const { mount, v2 } of cgroupMounts()) {
       const root = path.join(mount, this.cgroupRel);
-      if (v2 && fs.existsSync(path.join(root, 'cgroup.kill'))) fs.writeFileSync(path.join(root, 'cgroup.kill'), '1');
-    }
-    const errors: string[] = [];
-    for (const { mount } of cgroupMounts()) {
-      const root = path.join(mount, this.cgroupRel);
-      if (fs.existsSync(root)) await removeTree(root).catch((e) => errors.push(`${root}: ${e.message}`));
+      // Every container and shim of the nodes goes with their cgroups; reaping takes a moment.
+      await eventually(`the cgroups under ${root} to empty`, () => (removeCgroupTree(root, v2).length === 0 ? true : undefined), 5_000).catch((e: Error) =>
+        errors.push(e.message),
+      );
     }
     for (const d of this.cgroupDirs.reverse()) {
       try {
@@ -210,36 +209,6 @@ function enableControllers(dir: string): void {
   const available = fs.readFileSync(path.join(dir, 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
   const want = available.filter((c) => ['cpu', 'cpuset', 'memory', 'pids', 'io', 'hugetlb'].includes(c));
   if (want.length) fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), want.map((c) => `+${c}`).join(' '));
-}
-
-/** Depth-first rmdir of a cgroup tree; processes left in it (v1 only: v2 was cgroup.kill-ed) are killed first. */
-async function removeTree(root: string): Promise<void> {
-  const tree: string[] = [];
-  const walk = (d: string) => {
-    tree.push(d);
-    for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
-  };
-  walk(root);
-  for (const cg of tree) {
-    for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  }
-  for (const cg of tree.reverse()) {
-    for (let i = 0; ; i++) {
-      try {
-        fs.rmdirSync(cg);
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || i >= 300) throw e;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
-  }
 }
 
 /** node.env, containerd's and kubelet's and kube-proxy's configuration, credentials, and the node's main CNI network. */

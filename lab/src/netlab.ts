@@ -364,35 +364,45 @@ export function sweepStaleLabs(): string[] {
     for (const dir of fs.readdirSync(mount)) {
       if (!isStale(dir)) continue;
       const root = path.join(mount, dir);
-      if (v2 && fs.existsSync(path.join(root, 'cgroup.kill'))) fs.writeFileSync(path.join(root, 'cgroup.kill'), '1');
-      // Every cgroup of the lab, parents before children; processes anywhere in it are killed.
-      const tree: string[] = [];
-      const walk = (d: string) => {
-        tree.push(d);
-        for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
-      };
-      walk(root);
-      for (const cg of tree) {
-        for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-          try {
-            process.kill(Number(pid), 'SIGKILL');
-          } catch {
-            /* gone */
-          }
-        }
-      }
-      // Killed processes leave their cgroup as they are reaped; a busy cgroup is retried next run.
-      for (const cg of tree.reverse()) {
-        try {
-          fs.rmdirSync(cg);
-          if (cg === root) removed.push(`cgroup ${root}`);
-        } catch {
-          /* still busy */
-        }
-      }
+      // A busy cgroup (its killed processes not reaped yet) is retried next run.
+      if (removeCgroupTree(root, v2).length === 0) removed.push(`cgroup ${root}`);
     }
   }
   return removed;
+}
+
+/**
+ * Kills every process anywhere in a cgroup tree (cgroup.kill on cgroup2, one
+ * by one on v1) and removes its cgroups, children first. Returns those still
+ * busy: killed processes leave their cgroup only once they are reaped.
+ */
+export function removeCgroupTree(root: string, v2: boolean): string[] {
+  if (!fs.existsSync(root)) return [];
+  if (v2 && fs.existsSync(path.join(root, 'cgroup.kill'))) fs.writeFileSync(path.join(root, 'cgroup.kill'), '1');
+  const tree: string[] = [];
+  const walk = (d: string) => {
+    tree.push(d);
+    for (const c of fs.readdirSync(d, { withFileTypes: true })) if (c.isDirectory()) walk(path.join(d, c.name));
+  };
+  walk(root);
+  for (const cg of tree) {
+    for (const pid of fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  const busy: string[] = [];
+  for (const cg of tree.reverse()) {
+    try {
+      fs.rmdirSync(cg);
+    } catch {
+      busy.push(cg);
+    }
+  }
+  return busy;
 }
 
 /**
