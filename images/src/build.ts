@@ -18,7 +18,7 @@ import { Image, Layer, layerOf, tarDirectory, writeArchive } from './oci';
 import { requireGraph } from './graph';
 import { BASE, IMAGES, ImageSpec, NodeImage, ROOT } from './specs';
 
-const BUILDER_VERSION = '1';
+const BUILDER_VERSION = '2';
 
 /** Where build progress goes: stderr for the command, the caller's choice for the lab. */
 let progress: (line: string) => void = (line) => process.stderr.write(`${line}\n`);
@@ -75,7 +75,8 @@ function baseLayer(): Layer {
         tar,
         BASE.mirror,
       ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
+      // SOURCE_DATE_EPOCH: mmdebstrap's output is then the same bytes for the same packages.
+      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SOURCE_DATE_EPOCH: '0' } },
     );
     return layerOf(tar);
   });
