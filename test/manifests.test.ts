@@ -58,8 +58,8 @@ describe('manifests', () => {
 
   test('RBAC is read-only and minimal', () => {
     const verbs = (name: string) => (find('ClusterRole', name).rules as { resources: string[]; verbs: string[] }[]).map((r) => `${r.resources.join(',')}:${r.verbs.join(',')}`);
-    expect(verbs('switchyard-webhook')).toEqual(['namespaces:get,list,watch']);
-    expect(verbs('switchyard-interceptor')).toEqual(['pods:list,watch', 'services:list,watch', 'endpointslices:list,watch']);
+    expect(verbs('switchyard-webhook')).toEqual(['namespaces:get,list,watch', 'events:create,patch']);
+    expect(verbs('switchyard-interceptor')).toEqual(['pods:list,watch', 'services:list,watch', 'endpointslices:list,watch', 'events:create,patch']);
   });
 
   test('webhook: 2 replicas, spread, disruption budget, probes, resources, non-root, read-only root, no capabilities', () => {

@@ -420,11 +420,15 @@ export function recordMadeMountPoint(p: string): void {
   fs.appendFileSync(MOUNT_POINTS_LIST, `${p}\n`);
 }
 
+/** Run directories of live labs that have real nodes (their mount points are in use). */
+export function labsWithNodes(): string[] {
+  if (!fs.existsSync(LAB_RUN_ROOT)) return [];
+  return fs.readdirSync(LAB_RUN_ROOT).filter((d) => d.startsWith(`${LAB_PREFIX}-`) && !isStale(d) && fs.existsSync(path.join(LAB_RUN_ROOT, d, 'nodes')));
+}
+
 export function removeMadeMountPoints(): void {
   if (!fs.existsSync(MOUNT_POINTS_LIST)) return;
-  const root = path.dirname(MOUNT_POINTS_LIST);
-  const live = fs.readdirSync(root).filter((d) => d.startsWith(`${LAB_PREFIX}-`) && !isStale(d));
-  if (live.length) return;
+  if (labsWithNodes().length) return;
   const list = [...new Set(fs.readFileSync(MOUNT_POINTS_LIST, 'utf8').split('\n').filter(Boolean))];
   for (const p of list.sort((a, b) => b.length - a.length)) {
     try {

@@ -208,6 +208,50 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     expect(k('logs', '-n', 'mesh', pod.metadata!.name!, '-c', 'switchyard-proxy')).toMatch(/outbound .*result=ok/);
   }, 90_000);
 
+  test('Events: the webhook denying a Deployment\'s pods is an Event on its ReplicaSet; a mesh pod the agent cannot register has one on the Pod', async () => {
+    const bad = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'typo', namespace: 'mesh' },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'typo' } },
+        template: { metadata: { labels: { app: 'typo' }, annotations: { 'switchyard.dev/inject': 'yes' } }, spec: { containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never' }] } },
+      },
+    };
+    c.kubectl(['apply', '-f', '-'], JSON.stringify(bad));
+    type Ev = { reason: string; note: string; regarding: { kind: string; name: string }; reportingController: string; series?: { count: number } };
+    const events = (ns: string, reason: string) => (json('get', 'events.events.k8s.io', '-n', ns).items as Ev[]).filter((e) => e.reason === reason);
+    const denied = await eventually('an InjectionDenied Event', () => (events('mesh', 'InjectionDenied').length ? events('mesh', 'InjectionDenied') : undefined), 60_000);
+    expect(denied[0].regarding.kind).toBe('ReplicaSet');
+    expect(denied[0].regarding.name).toMatch(/^typo-/);
+    expect(denied[0].reportingController).toBe('switchyard.dev/webhook');
+    expect(denied[0].note).toMatch(/invalid-annotation: .*switchyard\.dev\/inject='yes' must be "true" or "false"/);
+    // The ReplicaSet keeps retrying; each webhook replica keeps one Event for it and counts the repeats.
+    expect(denied.length).toBeLessThanOrEqual(2);
+    expect(k('describe', 'replicaset', '-n', 'mesh', denied[0].regarding.name)).toContain('InjectionDenied');
+    k('delete', 'deployment', '-n', 'mesh', 'typo');
+
+    // A pod that says it is mesh-managed (as if injected) with an annotation the agent cannot use, where the webhook leaves it alone.
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'broken', namespace: 'default', labels: { 'switchyard.dev/managed': 'true' }, annotations: { 'switchyard.dev/outbound-port': 'banana' } },
+      spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never' }] },
+    };
+    c.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
+    const notRegistered = await eventually('a NotRegistered Event', () => events('default', 'NotRegistered')[0], 60_000);
+    expect(notRegistered.regarding).toMatchObject({ kind: 'Pod', name: 'broken' });
+    expect(notRegistered.reportingController).toBe('switchyard.dev/interceptor');
+    expect(notRegistered.note).toMatch(/^invalid-annotations: .*banana/);
+    expect(json('get', 'pod', '-n', 'default', 'broken').status.phase).toBe('Pending');
+    // kubectl describe pod tells the story: the agent's reason next to the kubelet's sandbox failure.
+    const described = k('describe', 'pod', '-n', 'default', 'broken');
+    expect(described).toContain('NotRegistered');
+    expect(described).toContain('FailedCreatePodSandBox');
+    k('delete', 'pod', '-n', 'default', 'broken', '--wait=false');
+  }, 150_000);
+
   test('a rebuilt interceptor image with a new tag rolls the DaemonSet with traffic flowing: no failed request, none past the sidecars', async () => {
     const next = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'synext-')), 'next.tar');
     const built = buildImages({ out: next, only: ['ghcr.io/switchyard-dev/interceptor'], tag: '0.1.0-next', buildId: `next-${Date.now()}`, onProgress: () => undefined });

@@ -45,6 +45,8 @@ export interface ReviewOutcome {
   namespace: string;
   pod: string;
   owner: string;
+  /** The pod as submitted, for Events about it (undefined for requests that are not about a pod). */
+  object?: PodLike;
   dryRun: boolean;
   patchBytes: number;
 }
@@ -75,6 +77,7 @@ export function review(body: unknown, namespaceLabels: NamespaceLabels, config: 
       namespace,
       pod: pod ? podDisplayName(pod) : '-',
       owner: pod ? ownerDisplay(pod) : '-',
+      object: pod,
       dryRun: req.dryRun === true,
       patchBytes: patch ? Buffer.byteLength(patch, 'base64') : 0,
     };

@@ -9,10 +9,13 @@
  * $KUBECONFIG. Logs are logfmt on stdout, one line per admission decision.
  */
 import * as k8s from '@kubernetes/client-node';
+import * as os from 'os';
 import { loadConfig } from './config';
+import { EventRecorder } from '../../lib/events';
 import { stdoutLogger } from '../../lib/log';
 import { WebhookMetrics } from './metrics';
 import { NamespaceCache } from './namespaces';
+import { eventSink } from './event-sink';
 import { WebhookServer } from './server';
 
 function arg(name: string, fallback?: string): string {
@@ -34,10 +37,16 @@ async function main(): Promise<void> {
 
   const namespaces = new NamespaceCache(kc);
   const metrics = new WebhookMetrics(true);
+  const events = new EventRecorder(eventSink(kc), {
+    controller: 'switchyard.dev/webhook',
+    instance: os.hostname(), // the pod's name
+    onError: (e) => stdoutLogger('warn', 'event not recorded', { error: e.message }),
+  });
   const server = new WebhookServer({
     config,
     namespaceLabels: namespaces.labels,
     metrics,
+    events,
     tls: { certFile: arg('tls-cert'), keyFile: arg('tls-key') },
     port: Number(arg('port', '8443')),
     healthPort: Number(arg('health-port', '9443')),

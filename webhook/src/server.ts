@@ -13,6 +13,8 @@ import { AddressInfo } from 'net';
 import { BadReview, NamespaceLabels, review } from './admission';
 import { InjectorConfig } from './config';
 import { Logger, stdoutLogger } from '../../lib/log';
+import type { EventRecorder } from '../../lib/events';
+import { admissionEvent } from './events';
 import { WebhookMetrics } from './metrics';
 
 export interface AdmissionAppOptions {
@@ -22,6 +24,8 @@ export interface AdmissionAppOptions {
   log?: Logger;
   /** Largest accepted body. Pods with a 1 MB env list must fit. Default 8 MiB. */
   bodyLimit?: string;
+  /** Where decisions a user should see become Kubernetes Events (./events.ts). */
+  events?: EventRecorder;
 }
 
 /** The express app for POST /mutate (transport-agnostic: tests drive it over HTTP or HTTPS). */
@@ -59,6 +63,8 @@ export function admissionApp(opts: AdmissionAppOptions): express.Express {
           dry_run: outcome.dryRun || undefined,
           duration_ms: (seconds * 1000).toFixed(2),
         });
+        const event = outcome.object && !outcome.dryRun ? admissionEvent(outcome.decision, outcome.object, outcome.namespace, outcome.pod) : undefined;
+        if (event) opts.events?.record(event);
       } catch (e) {
         const bad = e instanceof BadReview;
         opts.metrics.requests.inc({ decision: 'error', reason: bad ? 'bad-request' : 'internal' });

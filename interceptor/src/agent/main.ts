@@ -23,6 +23,7 @@ import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
 import { resolveCgroupPath } from './cgroup-path';
 import { cleanupNode } from './node-cleanup';
+import { EventRecorder } from '../../../lib/events';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
@@ -70,7 +71,14 @@ async function run(cfg: AgentConfig): Promise<void> {
   const metrics = new AgentMetrics(() => dp, store);
   const kube = new KubeClient(connectionFor(cfg.kubeconfig));
   const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));
-  const registrar = new Registrar(cfg, dp, pods, store, metrics, log);
+  const events = new EventRecorder(
+    {
+      create: (ns, e) => kube.send('POST', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/events`, e),
+      patch: (ns, name, p) => kube.send('PATCH', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/events/${encodeURIComponent(name)}`, p),
+    },
+    { controller: 'switchyard.dev/interceptor', instance: cfg.nodeName, onError: (e) => log('warn', 'event not recorded', { error: e.message }) },
+  );
+  const registrar = new Registrar(cfg, dp, pods, store, metrics, log, events);
 
   const lb = cfg.serviceLoadBalancing ? new ServiceLoadBalancer(kube, dp, log, (e) => log('warn', 'service watch failed; retrying', { error: e.message })) : undefined;
   metrics.watchServices(() => lb?.status() ?? []);

@@ -9,6 +9,7 @@ import { isIP } from 'net';
 import { native } from '../../../native';
 import { CNI_ERRORS, CniReply, CniRequest } from '../../../api/agent-wire';
 import { Dataplane } from '../dataplane/dataplane';
+import type { EventRecorder } from '../../../lib/events';
 import { Logger } from '../../../lib/log';
 import { anyPid, findPodCgroup } from './cgroups';
 import { AgentConfig } from './config';
@@ -57,7 +58,19 @@ export class Registrar {
     private readonly store: RecordStore,
     private readonly metrics: AgentMetrics,
     private readonly log: Logger,
+    /** Where a mesh pod's failed or fail-open registration becomes an Event on the Pod. */
+    private readonly events?: EventRecorder,
   ) {}
+
+  private podEvent(req: CniRequest, uid: string | undefined, reason: 'NotRegistered' | 'NotIntercepted', note: string): void {
+    this.events?.record({
+      regarding: { apiVersion: 'v1', kind: 'Pod', name: req.podName, namespace: req.podNamespace, ...(uid ? { uid } : {}) },
+      type: 'Warning',
+      reason,
+      action: 'Register',
+      note,
+    });
+  }
 
   private podFields(r: Pick<PodRecord, 'namespace' | 'name'>) {
     return { pod: `${r.namespace}/${r.name}` };
@@ -69,6 +82,9 @@ export class Registrar {
     const fail = (reason: FailureReason, err: CniError): never => {
       this.metrics.registrations.inc({ result: 'failed', reason });
       this.log('error', 'pod not registered', { pod: who, container: req.containerId, reason, error: err.message, duration_ms: ms(started).toFixed(2) });
+      if (reason !== 'netns-missing') {
+        this.podEvent(req, req.podUid || undefined, 'NotRegistered', `${reason}: ${err.message}; switchyard-cni refuses the sandbox (failurePolicy fail-closed) and the kubelet retries it`);
+      }
       throw err;
     };
 
@@ -137,6 +153,7 @@ export class Registrar {
       if (this.cfg.failurePolicy === 'fail-open') {
         this.metrics.registrations.inc({ result: 'fail_open', reason: 'registration-failed' });
         this.log('warn', 'pod starts WITHOUT interception (fail-open)', { pod: who, error: (e as Error).message });
+        this.podEvent(req, pod!.metadata?.uid, 'NotIntercepted', `fail-open: the pod starts WITHOUT interception, its traffic bypasses the sidecar: ${(e as Error).message}`);
         return { registered: false, reason: 'fail-open' };
       }
       return fail('registration-failed', new CniError(CNI_ERRORS.registrationFailed, `cannot register mesh pod ${who}: ${(e as Error).message}`));

@@ -115,18 +115,27 @@ export class KubeClient {
       : new http.Agent({ keepAlive: true });
   }
 
-  private open(pathAndQuery: string, timeoutMs: number): Promise<http.IncomingMessage> {
+  private open(pathAndQuery: string, timeoutMs: number, write?: { method: 'POST' | 'PATCH'; contentType: string; body: string }): Promise<http.IncomingMessage> {
     const url = new URL(pathAndQuery, this.conn.server);
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'switchyard-interceptor' };
+    if (write) headers['content-type'] = write.contentType;
     const token = this.conn.token?.();
     if (token) headers.authorization = `Bearer ${token}`;
     const request = url.protocol === 'https:' ? https.request : http.request;
     return new Promise((resolve, reject) => {
-      const req = request(url, { agent: this.agent, headers, timeout: timeoutMs }, resolve);
+      const req = request(url, { agent: this.agent, headers, timeout: timeoutMs, method: write?.method ?? 'GET' }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)));
       req.on('error', reject);
-      req.end();
+      req.end(write?.body);
     });
+  }
+
+  /** One write (the agent writes only Events): POST a JSON object, or PATCH with a JSON merge patch. */
+  async send(method: 'POST' | 'PATCH', path: string, body: unknown, timeoutMs = 10_000): Promise<void> {
+    const contentType = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+    const res = await this.open(path, timeoutMs, { method, contentType, body: JSON.stringify(body) });
+    const text = await KubeClient.body(res);
+    if ((res.statusCode ?? 0) >= 300) throw KubeClient.statusError(res.statusCode ?? 0, text, `${method} ${path}`);
   }
 
   private static async body(res: http.IncomingMessage): Promise<string> {
