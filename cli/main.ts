@@ -24,6 +24,7 @@ import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
 import type { ServiceStatus } from '../interceptor/src/lb/controller';
 import { generateCertificates, tlsSecret } from '../certs/src/generate';
+import { age, table } from './format';
 
 class UsageError extends Error {}
 
@@ -81,15 +82,6 @@ function agentGet(socketPath: string, urlPath: string): Promise<{ status: number
   });
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
-}
-
-function age(iso: string): string {
-  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
-}
 
 async function statusCommand(args: string[], out: (s: string) => void): Promise<number> {
   const socket = flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET;

@@ -5,7 +5,7 @@
  * Everything is observed the way a user observes it: kubectl get, logs,
  * exec, describe and Events.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -14,6 +14,7 @@ import { buildImages } from '../../images/src/build';
 import { controlPlaneMissing, k8sBinDir } from '../../lab/src/controlplane';
 import { RealCluster, realClusterMissing } from '../../lab/src/realcluster';
 import { Proc, eventually } from '../../lab/src/proc';
+import { distScript } from '../../lab/src/netlab';
 import { projectRoot } from '../../native';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
 
@@ -96,6 +97,28 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     expect(other).toBeDefined();
     expect(Number(agentStatus(other!.spec!.nodeName!).node.tc_inbound_new)).toBeGreaterThan(0);
   }, 180_000);
+
+  test('kubectl switchyard (the plugin) answers through the apiserver: status across both nodes, one pod in detail, explain', async () => {
+    const plugin = (...args: string[]) => {
+      const r = spawnSync(process.execPath, [distScript('cli/kubectl-plugin.js'), ...args, '--kubeconfig', c.cp.kubeconfig], {
+        encoding: 'utf8',
+        env: { ...process.env, KUBECTL: path.join(k8sBinDir(), 'kubectl') },
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      return r.stdout;
+    };
+    const [a] = await readyPods('mesh', 'app=app-a', 1);
+    const bs = await readyPods('mesh', 'app=app-b', 2);
+    const table = plugin('status', '-n', 'mesh');
+    for (const p of [a, ...bs]) expect(table).toMatch(new RegExp(`^${p.spec!.nodeName} +mesh +${p.metadata!.name} +${p.status!.podIP!.replace(/\./g, '\\.')} `, 'm'));
+    for (const n of c.nodeList) expect(table).toMatch(new RegExp(`^node ${n.name}: agent switchyard-interceptor-\\S+ ready, \\d+ pods registered in mesh$`, 'm'));
+    const all = JSON.parse(plugin('status', '-o', 'json'));
+    expect(all.nodes.map((n: { node: string }) => n.node).sort()).toEqual(c.nodeList.map((n) => n.name).sort());
+    expect(plugin('status', a.metadata!.name!, '-n', 'mesh')).toContain(`Pod:            mesh/${a.metadata!.name}`);
+    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    expect(plugin('explain', a.metadata!.name!, `${clusterIP}:80`, '-n', 'mesh', '--uid', '1000')).toMatch(new RegExp(`^mesh/${a.metadata!.name} -> ${clusterIP.replace(/\./g, '\\.')}:80: REDIRECTED to the sidecar`));
+  }, 90_000);
 
   test('kubectl logs --previous shows a crashed container\'s last run', async () => {
     // Crashes on its first run only (a marker in an emptyDir), so the restarted container keeps running and the
