@@ -32,11 +32,6 @@ export const RELAY = path.join(projectRoot(), 'build', 'lab', 'sylab-relay');
 /** Paths node-init.sh binds over with the node's own directories. */
 const NODE_PATHS = ['/var/lib/kubelet', '/var/lib/containerd', '/run/containerd', '/var/lib/cni', '/var/log/pods', '/var/log/containers', '/etc/cni/net.d', '/opt/cni/bin', '/run/netns', '/run/switchyard', '/etc/kubernetes'];
 
-/** Hybrid hosts keep the v1 controllers; kubelet then runs in cgroup v1 mode and pods' cgroup2 dirs are under unified/. */
-export function isHybrid(): boolean {
-  return cgroupMounts().some((m) => !m.v2);
-}
-
 export interface NodeInfo {
   name: string;
   index: number;

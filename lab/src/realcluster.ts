@@ -11,8 +11,9 @@
  *
  * The manifests are copied into the lab's run directory with the overlay
  * beside them, so `generated/` (which holds a private key) never lands in
- * the checkout and two labs never share it. stop() deletes the install with
- * kubectl, then tears everything down.
+ * the checkout and two labs never share it. stop() stops the nodes (every
+ * container goes with their cgroups), then the control plane, and removes
+ * the netns, cgroups and run directory.
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
