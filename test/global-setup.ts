@@ -1,5 +1,5 @@
 /** Runs once before all tests: removes what crashed earlier runs left behind. */
-import { sweepStaleLabs } from '../lab/src/netlab';
+import { sweepStaleLabs } from '../lab/src/sweep';
 
 export default function globalSetup(): void {
   if (process.getuid?.() !== 0) return;

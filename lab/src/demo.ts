@@ -22,7 +22,7 @@ import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { PodEvidence, describeNotReady } from './diagnose';
 import { eventually } from './proc';
 import { RealCluster, realClusterMissing } from './realcluster';
-import { sweepStaleLabs } from './netlab';
+import { sweepStaleLabs } from './sweep';
 
 const keep = process.argv.includes('--keep');
 const t0 = Date.now();

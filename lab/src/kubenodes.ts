@@ -22,7 +22,8 @@ import * as path from 'path';
 import { projectRoot } from '../../native';
 import { PAUSE_IMAGE } from '../../images/src/specs';
 import { k8sBinDir, ControlPlane } from './controlplane';
-import { cgroupMounts, NetLab, recordMadeMountPoint, removeCgroupTree, removeMadeMountPoints, sh } from './netlab';
+import { NetLab, sh } from './netlab';
+import { cgroupMounts, recordMadeMountPoint, removeCgroupTree, removeMadeMountPoints } from './sweep';
 import { Proc, eventually } from './proc';
 
 export const FABRIC_GATEWAY = '10.250.0.1';

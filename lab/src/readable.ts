@@ -15,7 +15,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { projectRoot } from '../../native';
-import { LAB_PREFIX, LAB_RUN_ROOT } from './netlab';
+import { LAB_PREFIX, LAB_RUN_ROOT } from './names';
 
 /** Whether users other than the owner can reach and read `file`: every directory above it o+x, the file o+r. */
 export function othersCanRead(file: string): boolean {

@@ -11,7 +11,8 @@ import { DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane, PROGRAMS } from '../../interceptor/src/dataplane/dataplane';
 import { counterKey } from '../../interceptor/src/dataplane/abi';
 import { accessMatching } from '../helpers/access-log';
-import { NetLab, sh, sweepStaleLabs } from '../../lab/src/netlab';
+import { NetLab, sh } from '../../lab/src/netlab';
+import { sweepStaleLabs } from '../../lab/src/sweep';
 
 const say = (s = '') => process.stdout.write(s + '\n');
 const step = (n: number, s: string) => say(`\n\x1b[1m${n}. ${s}\x1b[0m`);

@@ -11,7 +11,8 @@ import * as fs from 'fs';
 import { controlPlaneMissing } from '../../lab/src/controlplane';
 import { realClusterMissing } from '../../lab/src/realcluster';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
-import { cgroupMounts, distScript, labsWithNodes } from '../../lab/src/netlab';
+import { distScript } from '../../lab/src/netlab';
+import { cgroupMounts, labsWithNodes } from '../../lab/src/sweep';
 import { Proc } from '../../lab/src/proc';
 
 const lab = gate('e2e demo test', controlPlaneMissing() ?? realClusterMissing() ?? kernelTestBlocker());

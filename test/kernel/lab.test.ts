@@ -5,7 +5,8 @@
  */
 import { spawn, spawnSync } from 'child_process';
 import { describeKernel, requireKernel } from '../helpers/kernel';
-import { LAB_PREFIX, sh, sweepStaleLabs } from '../../lab/src/netlab';
+import { LAB_PREFIX, sh } from '../../lab/src/netlab';
+import { sweepStaleLabs } from '../../lab/src/sweep';
 
 describeKernel('lab sweep', () => {
   test('removes a dead owner\'s netns and keeps a live owner\'s', () => {
