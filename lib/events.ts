@@ -33,6 +33,11 @@ export interface EventSpec {
   note: string;
 }
 
+/** The API path of a namespace's events.k8s.io/v1 Events, or of one of them. */
+export function eventPath(namespace: string, name?: string): string {
+  return `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/events${name ? `/${encodeURIComponent(name)}` : ''}`;
+}
+
 export interface EventSink {
   create(namespace: string, event: Record<string, unknown>): Promise<void>;
   patch(namespace: string, name: string, patch: Record<string, unknown>): Promise<void>;

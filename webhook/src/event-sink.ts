@@ -5,7 +5,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import * as https from 'https';
-import type { EventSink } from '../../lib/events';
+import { EventSink, eventPath } from '../../lib/events';
 
 async function send(kc: k8s.KubeConfig, method: 'POST' | 'PATCH', path: string, body: unknown): Promise<void> {
   const server = kc.getCurrentCluster()?.server;
@@ -38,9 +38,8 @@ async function send(kc: k8s.KubeConfig, method: 'POST' | 'PATCH', path: string, 
 }
 
 export function eventSink(kc: k8s.KubeConfig): EventSink {
-  const base = (ns: string) => `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/events`;
   return {
-    create: (ns, event) => send(kc, 'POST', base(ns), event),
-    patch: (ns, name, patch) => send(kc, 'PATCH', `${base(ns)}/${encodeURIComponent(name)}`, patch),
+    create: (ns, event) => send(kc, 'POST', eventPath(ns), event),
+    patch: (ns, name, patch) => send(kc, 'PATCH', eventPath(ns, name), patch),
   };
 }

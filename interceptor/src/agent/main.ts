@@ -23,7 +23,7 @@ import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
 import { resolveCgroupPath } from './cgroup-path';
 import { cleanupNode } from './node-cleanup';
-import { EventRecorder } from '../../../lib/events';
+import { EventRecorder, eventPath } from '../../../lib/events';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
@@ -73,8 +73,8 @@ async function run(cfg: AgentConfig): Promise<void> {
   const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));
   const events = new EventRecorder(
     {
-      create: (ns, e) => kube.send('POST', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/events`, e),
-      patch: (ns, name, p) => kube.send('PATCH', `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/events/${encodeURIComponent(name)}`, p),
+      create: (ns, e) => kube.send('POST', eventPath(ns), e),
+      patch: (ns, name, p) => kube.send('PATCH', eventPath(ns, name), p),
     },
     { controller: 'switchyard.dev/interceptor', instance: cfg.nodeName, onError: (e) => log('warn', 'event not recorded', { error: e.message }) },
   );
