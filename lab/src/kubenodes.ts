@@ -194,7 +194,8 @@ export class KubeNodes {
         errors.push(`${d}: ${(e as Error).message}`);
       }
     }
-    fs.rmSync(this.dir, { recursive: true, force: true }); // this lab's run dir first: it no longer counts as live
+    // The nodes' own directories first: without them this lab no longer counts as one with nodes.
+    fs.rmSync(path.join(this.dir, 'nodes'), { recursive: true, force: true });
     removeMadeMountPoints();
     if (errors.length) throw new Error(`lab nodes: cleanup incomplete:\n${errors.join('\n')}`);
   }
