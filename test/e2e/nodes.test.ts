@@ -20,6 +20,8 @@ import { gate, kernelTestBlocker } from '../helpers/kernel';
 
 const lab = gate('e2e tests on real nodes', controlPlaneMissing() ?? realClusterMissing() ?? kernelTestBlocker());
 const APPS = 'docker.io/switchyard-lab/apps:0.1.0';
+/** A container of the lab's apps image, which every node has (never pulled). */
+const app = (extra: Record<string, unknown> = {}) => ({ name: 'app', image: APPS, imagePullPolicy: 'Never', ...extra });
 
 lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', () => {
   let c: RealCluster;
@@ -29,6 +31,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     (json('get', 'pods', '-n', 'switchyard-system', '-l', 'app.kubernetes.io/name=switchyard-interceptor', '--field-selector', `spec.nodeName=${node}`).items as V1Pod[])[0]
       ?.metadata?.name ?? '';
   const agentStatus = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'status', '-o', 'json'));
+  const appBClusterIP = (): string => json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
   const podsOn = (node: string): string[] => agentStatus(node).pods.map((p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`);
   const readyPods = (ns: string, selector: string, n: number) =>
     eventually(`${n} Ready pods ${selector} in ${ns}`, () => {
@@ -77,7 +80,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       const expected = [a, ...bs].filter((p) => p.spec!.nodeName === n.name).map((p) => `mesh/${p.metadata!.name}`).sort();
       expect(names).toEqual(expected);
     }
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     await eventually('app-b programmed on app-a\'s node', () => {
       const s = JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(a.spec!.nodeName!), '-c', 'interceptor', '--', 'switchyard', 'status', 'services', '-o', 'json'));
       return s.services.some((x: { service: string; backends: unknown[] }) => x.service === 'mesh/app-b' && x.backends.length === 2) ? true : undefined;
@@ -116,7 +119,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     const all = JSON.parse(plugin('status', '-o', 'json'));
     expect(all.nodes.map((n: { node: string }) => n.node).sort()).toEqual(c.nodeList.map((n) => n.name).sort());
     expect(plugin('status', a.metadata!.name!, '-n', 'mesh')).toContain(`Pod:            mesh/${a.metadata!.name}`);
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     expect(plugin('explain', a.metadata!.name!, `${clusterIP}:80`, '-n', 'mesh', '--uid', '1000')).toMatch(new RegExp(`^mesh/${a.metadata!.name} -> ${clusterIP.replace(/\./g, '\\.')}:80: REDIRECTED to the sidecar`));
   }, 90_000);
 
@@ -131,7 +134,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       metadata: { name: 'crash-once', namespace: 'default' },
       spec: {
         terminationGracePeriodSeconds: 1,
-        containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['node', '-e', script], volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+        containers: [app({ command: ['node', '-e', script], volumeMounts: [{ name: 'data', mountPath: '/data' }] })],
         volumes: [{ name: 'data', emptyDir: {} }],
       },
     };
@@ -167,7 +170,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     });
     expect(k('logs', '-n', 'switchyard-system', fresh, '-c', 'interceptor')).toContain('adopted the pinned dataplane; traffic was never interrupted');
     const [a] = await readyPods('mesh', 'app=app-a', 1);
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     expect(k('exec', '-n', 'mesh', a.metadata!.name!, '-c', 'app', '--', 'http-get', `http://${clusterIP}/`)).toMatch(/status=200/);
   }, 150_000);
 
@@ -192,12 +195,12 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
   }, 240_000);
 
   test("classic sidecar mode: the app starts once the proxy's postStart hook (wait-ready) returned, and its first connect goes through the sidecar", async () => {
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     const pod = {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'classic', namespace: 'mesh', annotations: { 'switchyard.dev/sidecar-mode': 'classic' } },
-      spec: { restartPolicy: 'OnFailure', containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['http-get', `http://${clusterIP}/`] }] },
+      spec: { restartPolicy: 'OnFailure', containers: [app({ command: ['http-get', `http://${clusterIP}/`] })] },
     };
     c.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
     const p = await eventually("the classic pod's app finished", () => {
@@ -215,12 +218,12 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
   }, 90_000);
 
   test('a Job with the native sidecar completes: the proxy stops when the Job\'s container is done', async () => {
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     const job = {
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: { name: 'once', namespace: 'mesh' },
-      spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never', command: ['http-get', `http://${clusterIP}/`] }] } } },
+      spec: { backoffLimit: 0, template: { spec: { restartPolicy: 'Never', containers: [app({ command: ['http-get', `http://${clusterIP}/`] })] } } },
     };
     c.kubectl(['apply', '-f', '-'], JSON.stringify(job));
     k('wait', '-n', 'mesh', '--for=condition=complete', 'job/once', '--timeout=60s');
@@ -239,7 +242,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       spec: {
         replicas: 1,
         selector: { matchLabels: { app: 'typo' } },
-        template: { metadata: { labels: { app: 'typo' }, annotations: { 'switchyard.dev/inject': 'yes' } }, spec: { containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never' }] } },
+        template: { metadata: { labels: { app: 'typo' }, annotations: { 'switchyard.dev/inject': 'yes' } }, spec: { containers: [app()] } },
       },
     };
     c.kubectl(['apply', '-f', '-'], JSON.stringify(bad));
@@ -260,7 +263,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'broken', namespace: 'default', labels: { 'switchyard.dev/managed': 'true' }, annotations: { 'switchyard.dev/outbound-port': 'banana' } },
-      spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image: APPS, imagePullPolicy: 'Never' }] },
+      spec: { terminationGracePeriodSeconds: 1, containers: [app()] },
     };
     c.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
     const notRegistered = await eventually('a NotRegistered Event', () => events('default', 'NotRegistered')[0], 60_000);
@@ -284,7 +287,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
 
     const [a] = await readyPods('mesh', 'app=app-a', 1);
     const bs = await readyPods('mesh', 'app=app-b', 2);
-    const clusterIP = json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
+    const clusterIP = appBClusterIP();
     const outboundBefore = k('logs', '-n', 'mesh', a.metadata!.name!, '-c', 'switchyard-proxy').split('\n').filter((l) => / outbound .*result=ok/.test(l)).length;
     // A steady client in app-a: one request every 20 ms, round-robin over the Service and both pod IPs, until its stdin closes.
     const loop = fs.readFileSync(path.join(projectRoot(), 'test', 'fixtures', 'steady-http.js'), 'utf8');
