@@ -24,6 +24,7 @@
 #include "helpers.h"
 #include "lb.h"
 #include "handoff.h"
+#include "monitor.h"
 
 #define SY_ALLOW 1
 #define SY_REFUSE 0 /* connect() fails with EPERM */
@@ -32,7 +33,15 @@ struct sy_connect_target {
 	struct sy_addr addr;
 	__u16 port;
 	__u16 rewrite_to_loopback; /* outbound: address changes too */
+	__u32 reason;              /* the sy_counter the decision counted, for the monitor */
 };
+
+/* Counts a decision and remembers it as the reason the monitor reports. */
+#define sy_decided(target, c)         \
+	do {                          \
+		sy_count(c);          \
+		(target)->reason = (c); \
+	} while (0)
 
 /* Hands the original destination to sock_ops (handoff.h). */
 static __always_inline int sy_stash_origdst(struct bpf_sock_addr *ctx, const struct sy_addr *dst,
@@ -95,15 +104,15 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 	__u64 netns = c->netns;
 
 	if (!pod) {
-		sy_count(SY_C_CONNECT_NOT_MESH);
+		sy_decided(target, SY_C_CONNECT_NOT_MESH);
 		return SY_ALLOW;
 	}
 	if (!c->in_pod) {
-		sy_count(SY_C_CONNECT_FOREIGN_CGROUP);
+		sy_decided(target, SY_C_CONNECT_FOREIGN_CGROUP);
 		return SY_ALLOW;
 	}
 	if (sy_addr_is_loopback(dst)) {
-		sy_count(SY_C_CONNECT_EXCLUDED);
+		sy_decided(target, SY_C_CONNECT_EXCLUDED);
 		return SY_ALLOW;
 	}
 
@@ -112,7 +121,7 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 		struct sy_pod_ref *peer_ref = bpf_map_lookup_elem(&sy_pod_by_ip, dst);
 
 		if (!peer_ref || peer_ref->netns_cookie == netns) {
-			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			sy_decided(target, SY_C_CONNECT_SIDECAR_PASSED);
 			sy_pod_count(netns, sidecar_passed);
 			return SY_ALLOW;
 		}
@@ -120,19 +129,19 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 		struct sy_pod_config *peer = bpf_map_lookup_elem(&sy_pods, &peer_netns);
 
 		if (!peer || sy_inbound_excluded(peer, port)) {
-			sy_count(SY_C_CONNECT_SIDECAR_PASSED);
+			sy_decided(target, SY_C_CONNECT_SIDECAR_PASSED);
 			sy_pod_count(netns, sidecar_passed);
 			return SY_ALLOW;
 		}
 		if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_INBOUND, peer_netns)) {
-			sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+			sy_decided(target, SY_C_CONNECT_REFUSED_MAP_FULL);
 			sy_pod_count(netns, dropped);
 			return SY_REFUSE;
 		}
 		target->addr = *dst;
 		target->port = peer->inbound_port;
 		target->rewrite_to_loopback = 0;
-		sy_count(SY_C_CONNECT_REDIRECTED_INBOUND);
+		sy_decided(target, SY_C_CONNECT_REDIRECTED_INBOUND);
 		sy_pod_count(peer_netns, redirected_inbound);
 		return SY_ALLOW;
 	}
@@ -144,7 +153,7 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 	 * backend it got does not bring the sidecar back in.
 	 */
 	if (lb == SY_LB_TRANSLATED || sy_outbound_excluded(pod, dst, port)) {
-		sy_count(SY_C_CONNECT_EXCLUDED);
+		sy_decided(target, SY_C_CONNECT_EXCLUDED);
 		sy_pod_count(netns, excluded);
 		return SY_ALLOW;
 	}
@@ -153,13 +162,13 @@ static __always_inline int sy_decide(struct bpf_sock_addr *ctx, const struct sy_
 	 * sidecar without its original destination, nor bypass it.
 	 */
 	if (sy_stash_origdst(ctx, dst, port, SY_ORIGIN_CONNECT_OUTBOUND, netns)) {
-		sy_count(SY_C_CONNECT_REFUSED_MAP_FULL);
+		sy_decided(target, SY_C_CONNECT_REFUSED_MAP_FULL);
 		sy_pod_count(netns, dropped);
 		return SY_REFUSE;
 	}
 	target->port = pod->outbound_port;
 	target->rewrite_to_loopback = 1;
-	sy_count(SY_C_CONNECT_REDIRECTED_OUTBOUND);
+	sy_decided(target, SY_C_CONNECT_REDIRECTED_OUTBOUND);
 	sy_pod_count(netns, redirected_outbound);
 	return SY_ALLOW;
 }
@@ -187,32 +196,107 @@ static __always_inline int sy_connect_steer(struct bpf_sock_addr *ctx, struct sy
 	return SY_REFUSE;
 }
 
+/*
+ * Reports a connect's decision to the monitor: orig is what the app asked
+ * for, ctx now holds where it goes. A connect outside every mesh pod that
+ * nothing translated is not reported: nothing was decided about it.
+ */
+static __always_inline void sy_monitor_connect(struct bpf_sock_addr *ctx, const struct sy_monitor_config *m, __u8 hook,
+					       const struct sy_addr *orig, __u16 orig_port,
+					       const struct sy_connect_target *target, int lb)
+{
+	struct sy_monitor_event *ev;
+	__u32 reason = target->reason;
+
+	if (lb == SY_LB_NO_BACKEND)
+		reason = SY_C_LB_NO_BACKEND;
+	else if (reason == SY_C_MAX || reason == SY_C_CONNECT_NOT_MESH)
+		reason = lb == SY_LB_TRANSLATED ? SY_C_LB_TRANSLATED : SY_C_MAX;
+	if (reason == SY_C_MAX)
+		return;
+	ev = sy_monitor_reserve(m, hook, reason, bpf_get_netns_cookie(ctx));
+	if (!ev)
+		return;
+	sy_monitor_task(ev);
+	ev->orig = *orig;
+	ev->orig_port = orig_port;
+	if (hook == SY_HOOK_CONNECT4) {
+		sy_addr_from_v4(&ev->dst, ctx->user_ip4);
+	} else {
+		SY_LOAD_IP6(&ev->dst, ctx->user_ip6);
+	}
+	ev->dst_port = bpf_ntohs((__u16)ctx->user_port);
+	if (lb == SY_LB_TRANSLATED)
+		ev->flags = SY_MON_F_BALANCED;
+	sy_monitor_submit(ev);
+}
+
+static __always_inline int sy_connect4_steer(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
+					     struct sy_connect_target *target, int *lb)
+{
+	int verdict = sy_connect_steer(ctx, dst, port, target, lb);
+
+	if (verdict != SY_ALLOW)
+		return verdict;
+	if (target->port) {
+		if (target->rewrite_to_loopback)
+			ctx->user_ip4 = bpf_htonl(0x7f000001);
+		else if (*lb == SY_LB_TRANSLATED)
+			ctx->user_ip4 = target->addr.words[3];
+		ctx->user_port = bpf_htons(target->port);
+	} else if (*lb == SY_LB_TRANSLATED) {
+		ctx->user_ip4 = dst->words[3];
+		ctx->user_port = bpf_htons(*port);
+	}
+	return SY_ALLOW;
+}
+
 SEC("cgroup/connect4")
 int sy_connect4(struct bpf_sock_addr *ctx)
 {
 	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
-	struct sy_addr dst;
-	struct sy_connect_target target = {};
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	const struct sy_monitor_config *mon = sy_monitor_on();
+	struct sy_addr dst, orig;
+	struct sy_connect_target target = { .reason = SY_C_MAX };
+	__u16 port = bpf_ntohs((__u16)ctx->user_port), orig_port = port;
+	int lb;
 
 	sy_addr_from_v4(&dst, ctx->user_ip4);
-	int lb;
-	int verdict = sy_connect_steer(ctx, &dst, &port, &target, &lb);
+	orig = dst;
+	int verdict = sy_connect4_steer(ctx, &dst, &port, &target, &lb);
+
+	if (mon)
+		sy_monitor_connect(ctx, mon, SY_HOOK_CONNECT4, &orig, orig_port, &target, lb);
+	return verdict;
+}
+
+static __always_inline int sy_connect6_steer(struct bpf_sock_addr *ctx, struct sy_addr *dst, __u16 *port,
+					     struct sy_connect_target *target, int *lb)
+{
+	/* Keep the family the app chose: v4-mapped stays v4-mapped. */
+	int v4 = sy_addr_is_v4(dst);
+	int verdict = sy_connect_steer(ctx, dst, port, target, lb);
 
 	if (verdict != SY_ALLOW)
 		return verdict;
-	if (target.port) {
-		if (target.rewrite_to_loopback)
-			ctx->user_ip4 = bpf_htonl(0x7f000001);
-		else if (lb == SY_LB_TRANSLATED)
-			ctx->user_ip4 = target.addr.words[3];
-		ctx->user_port = bpf_htons(target.port);
-	} else if (lb == SY_LB_TRANSLATED) {
-		ctx->user_ip4 = dst.words[3];
-		ctx->user_port = bpf_htons(port);
+	if (target->port && target->rewrite_to_loopback) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = v4 ? SY_V4_MAPPED_PREFIX : 0;
+		ctx->user_ip6[3] = v4 ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+		ctx->user_port = bpf_htons(target->port);
+		return SY_ALLOW;
 	}
+	if (*lb == SY_LB_TRANSLATED) {
+		/* A v4-mapped connect stays v4-mapped: frontends and backends of one family. */
+		SY_STORE_IP6(ctx->user_ip6, dst);
+	}
+	if (target->port)
+		ctx->user_port = bpf_htons(target->port);
+	else if (*lb == SY_LB_TRANSLATED)
+		ctx->user_port = bpf_htons(*port);
 	return SY_ALLOW;
 }
 
@@ -222,35 +306,19 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
-	struct sy_addr dst;
-	struct sy_connect_target target = {};
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	const struct sy_monitor_config *mon = sy_monitor_on();
+	struct sy_addr dst, orig;
+	struct sy_connect_target target = { .reason = SY_C_MAX };
+	__u16 port = bpf_ntohs((__u16)ctx->user_port), orig_port = port;
+	int lb;
 
 	SY_LOAD_IP6(&dst, ctx->user_ip6);
-	/* Keep the family the app chose: v4-mapped stays v4-mapped. */
-	int v4 = sy_addr_is_v4(&dst);
-	int lb;
-	int verdict = sy_connect_steer(ctx, &dst, &port, &target, &lb);
+	orig = dst;
+	int verdict = sy_connect6_steer(ctx, &dst, &port, &target, &lb);
 
-	if (verdict != SY_ALLOW)
-		return verdict;
-	if (target.port && target.rewrite_to_loopback) {
-		ctx->user_ip6[0] = 0;
-		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = v4 ? SY_V4_MAPPED_PREFIX : 0;
-		ctx->user_ip6[3] = v4 ? bpf_htonl(0x7f000001) : bpf_htonl(1);
-		ctx->user_port = bpf_htons(target.port);
-		return SY_ALLOW;
-	}
-	if (lb == SY_LB_TRANSLATED) {
-		/* A v4-mapped connect stays v4-mapped: frontends and backends of one family. */
-		SY_STORE_IP6(ctx->user_ip6, &dst);
-	}
-	if (target.port)
-		ctx->user_port = bpf_htons(target.port);
-	else if (lb == SY_LB_TRANSLATED)
-		ctx->user_port = bpf_htons(port);
-	return SY_ALLOW;
+	if (mon)
+		sy_monitor_connect(ctx, mon, SY_HOOK_CONNECT6, &orig, orig_port, &target, lb);
+	return verdict;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -17,6 +17,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "helpers.h"
+#include "monitor.h"
 
 #define SY_SO_ORIGINAL_DST 80 /* == IP6T_SO_ORIGINAL_DST */
 #define SY_SOL_IP 0
@@ -57,13 +58,19 @@ int sy_getsockopt(struct bpf_sockopt *ctx)
 
 	__u16 remote_port = bpf_ntohs(sk->dst_port), local_port = (__u16)sk->src_port;
 
+	__u64 netns = bpf_get_netns_cookie(ctx);
+
 	sy_barrier();
-	sy_tuple_fill(&t, bpf_get_netns_cookie(ctx), &remote, remote_port, &local, local_port);
+	sy_tuple_fill(&t, netns, &remote, remote_port, &local, local_port);
 	/* The transient map too: a tc-origin entry sock_ops could not move (sy_origdst full). */
 	struct sy_origdst *od = sy_origdst_find(&t);
 
 	if (!od) {
 		sy_count(SY_C_GETSOCKOPT_MISS);
+		/* Only a mesh pod's miss is news: its sidecar will not know where to go. */
+		if (bpf_map_lookup_elem(&sy_pods, &netns))
+			sy_monitor_conn(SY_HOOK_GETSOCKOPT, SY_C_GETSOCKOPT_MISS, netns, &remote, remote_port, &local,
+					local_port, &local, local_port, 0, 1);
 		return 1;
 	}
 
@@ -95,6 +102,8 @@ int sy_getsockopt(struct bpf_sockopt *ctx)
 	}
 	ctx->retval = 0;
 	sy_count(SY_C_GETSOCKOPT_ANSWERED);
+	sy_monitor_conn(SY_HOOK_GETSOCKOPT, SY_C_GETSOCKOPT_ANSWERED, netns, &remote, remote_port, &local, local_port,
+			&od->addr, od->port, od->pod_netns_cookie, 1);
 	return 1;
 }
 

@@ -43,6 +43,7 @@
 #include "maps.h"
 #include "helpers.h"
 #include "handoff.h"
+#include "monitor.h"
 
 struct sy_endpoints {
 	struct sy_addr local;
@@ -171,12 +172,18 @@ static __always_inline void sy_on_connect(struct bpf_sock_ops *skops)
 		return;
 	if (sy_skops_endpoints(skops, &e))
 		return;
-	sy_tuple_fill(&t, bpf_get_netns_cookie(skops), &e.local, e.local_port, &e.remote, e.remote_port);
+	__u64 netns = bpf_get_netns_cookie(skops);
+
+	sy_tuple_fill(&t, netns, &e.local, e.local_port, &e.remote, e.remote_port);
 	if (bpf_map_update_elem(&sy_origdst, &t, &od, BPF_ANY)) {
 		sy_count(SY_C_SOCKOPS_ORIGDST_MAP_FULL); /* sidecar will get no origdst and close */
+		sy_monitor_conn(SY_HOOK_SOCKOPS, SY_C_SOCKOPS_ORIGDST_MAP_FULL, netns, &e.local, e.local_port, &e.remote,
+				e.remote_port, &od.addr, od.port, od.pod_netns_cookie, 0);
 		return;
 	}
 	sy_count(SY_C_SOCKOPS_ORIGDST_MOVED);
+	sy_monitor_conn(SY_HOOK_SOCKOPS, SY_C_SOCKOPS_ORIGDST_MOVED, netns, &e.local, e.local_port, &e.remote, e.remote_port,
+			&od.addr, od.port, od.pod_netns_cookie, 0);
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 

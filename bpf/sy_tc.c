@@ -30,6 +30,7 @@
 #include <bpf/bpf_endian.h>
 #include "maps.h"
 #include "helpers.h"
+#include "monitor.h"
 
 #define SY_IP_FRAGMENTED 0x3fff /* MF | fragment offset */
 
@@ -112,6 +113,14 @@ static __always_inline struct sy_pod_config *sy_pod_of(const struct sy_addr *ip,
 	return bpf_map_lookup_elem(&sy_pods, netns);
 }
 
+/* Counts a SYN's decision and reports it to the monitor: the client dialled dport, it now goes to to_port. */
+static __always_inline void sy_tc_decided(enum sy_counter c, __u64 netns, const struct sy_packet *p, __u16 to_port)
+{
+	sy_count(c);
+	sy_monitor_conn(SY_HOOK_TC_INGRESS, c, netns, &p->saddr, p->sport, &p->daddr, to_port, &p->daddr, p->dport, netns,
+			0);
+}
+
 SEC("tc")
 int sy_tc_ingress(struct __sk_buff *skb)
 {
@@ -132,14 +141,14 @@ int sy_tc_ingress(struct __sk_buff *skb)
 	if (p.syn && !p.ack) {
 		if (sy_inbound_excluded(pod, p.dport)) {
 			if (p.dport != inbound)
-				sy_count(SY_C_TC_EXCLUDED);
+				sy_tc_decided(SY_C_TC_EXCLUDED, netns, &p, p.dport);
 			return TC_ACT_UNSPEC;
 		}
 		struct sy_origdst *existing = bpf_map_lookup_elem(&sy_origdst, &t);
 
 		/* A connect-origin entry with the same tuple is a live connection of the pod's own. */
 		if (existing && existing->origin != SY_ORIGIN_TC_INBOUND) {
-			sy_count(SY_C_TC_DROPPED_COLLISION);
+			sy_tc_decided(SY_C_TC_DROPPED_COLLISION, netns, &p, p.dport);
 			sy_pod_count(netns, dropped);
 			return TC_ACT_SHOT;
 		}
@@ -151,11 +160,11 @@ int sy_tc_ingress(struct __sk_buff *skb)
 		};
 		/* Fail closed: an inbound flow we cannot track must not bypass the sidecar. */
 		if (bpf_map_update_elem(&sy_origdst_transient, &t, &od, BPF_ANY)) {
-			sy_count(SY_C_TC_DROPPED_MAP_FULL);
+			sy_tc_decided(SY_C_TC_DROPPED_MAP_FULL, netns, &p, p.dport);
 			sy_pod_count(netns, dropped);
 			return TC_ACT_SHOT;
 		}
-		sy_count(SY_C_TC_INBOUND_NEW);
+		sy_tc_decided(SY_C_TC_INBOUND_NEW, netns, &p, inbound);
 		sy_pod_count(netns, tc_inbound_new);
 	} else {
 		struct sy_origdst *od = sy_origdst_find(&t);

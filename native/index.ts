@@ -103,7 +103,14 @@ export interface Native {
   objectMaps(objPath: string, mapSizes: Record<string, number>): MapSpec[];
   objectPrograms(objPath: string): { name: string; section: string; type: number; attachType: number }[];
   cgroupHookAttachType(hook: CgroupHook): number;
+  /** A pinned ring buffer's reader (native/src/ringbuf.cc): records come out in order, without blocking. */
+  ringbufOpen(pin: string): RingbufHandle;
+  ringbufConsume(handle: RingbufHandle, max: number): Buffer[];
+  ringbufClose(handle: RingbufHandle): void;
 }
+
+/** Opaque: a reader of one pinned ring buffer. */
+export type RingbufHandle = { readonly __ringbuf: unique symbol };
 
 /** The checkout (or install) root: the directory holding build/. */
 export function projectRoot(): string {

@@ -24,7 +24,7 @@
  * test/abi.test.ts checks). The agent pins it beside the maps and upgrades
  * the pins of every older version in place; it refuses newer ones.
  */
-#define SY_ABI_VERSION 2
+#define SY_ABI_VERSION 3
 
 #define SY_MAX_POD_IPS 2
 #define SY_MAX_EXCLUDED_PORTS 16
@@ -230,6 +230,60 @@ struct sy_lb_revnat {
 struct sy_lb_counters {
 	__u64 translations;
 	__u64 no_backend;
+};
+
+/*
+ * The decision monitor (headers/monitor.h). Off unless the agent sets
+ * enabled, so that a program that would report a decision pays one array
+ * lookup and nothing else; on, each CPU reports at most events_per_sec
+ * decisions a second and counts the rest as lost.
+ */
+struct sy_monitor_config {
+	__u32 enabled;
+	__u32 events_per_sec;
+};
+
+/* Per CPU: this second's budget, and every event this CPU could not report. */
+struct sy_monitor_budget {
+	__u64 window_start_ns;
+	__u64 used;
+	__u64 lost; /* over the rate, or the ring buffer was full */
+};
+
+/* Which program made the decision. */
+enum sy_monitor_hook {
+	SY_HOOK_CONNECT4 = 1,
+	SY_HOOK_CONNECT6 = 2,
+	SY_HOOK_SOCKOPS = 3,
+	SY_HOOK_GETSOCKOPT = 4,
+	SY_HOOK_TC_INGRESS = 5,
+};
+
+enum sy_monitor_flags {
+	SY_MON_F_BALANCED = 1, /* Service load balancing chose the destination */
+};
+
+/*
+ * One decision, as the sy_events ring buffer carries it. The reason is the
+ * sy_counter the decision also counted, so the monitor and the counters
+ * always tell the same story.
+ */
+struct sy_monitor_event {
+	__u64 ts_ns;            /* bpf_ktime_get_ns() */
+	__u64 netns_cookie;     /* where the program ran: the connecting or accepting pod, or tc's pod */
+	__u64 pod_netns_cookie; /* the pod whose sidecar receives the connection (0: none) */
+	struct sy_addr src;     /* the client end; all-zero at connect (no port chosen yet) */
+	struct sy_addr dst;     /* where the connection goes now */
+	struct sy_addr orig;    /* where the client asked to go */
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 orig_port;
+	__u8 hook;              /* enum sy_monitor_hook */
+	__u8 flags;             /* enum sy_monitor_flags */
+	__u32 reason;           /* enum sy_counter */
+	__u32 pid;              /* the calling process (tgid) at connect and getsockopt; 0 elsewhere */
+	__u32 uid;
+	__u32 _pad;
 };
 
 #endif /* SWITCHYARD_H */

@@ -624,6 +624,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   };
   for (auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   RegisterPins(env, exports);
+  RegisterRingbuf(env, exports);
   return exports;
 }
 

@@ -81,4 +81,7 @@ inline bool IsPerCpu(uint32_t type) {
 // an object's map definitions (the upgrade path, interceptor/src/dataplane/upgrade.ts).
 void RegisterPins(Napi::Env env, Napi::Object exports);
 
+// ringbuf.cc: reading a pinned ring buffer (the decision monitor).
+void RegisterRingbuf(Napi::Env env, Napi::Object exports);
+
 }  // namespace switchyard

@@ -11,11 +11,13 @@
  *   2  sy_origdst_transient, sy_sock_addr and sy_sidecar_conns; two more
  *      counters (sy_counters grows); sy_pod_config.flags carries
  *      SY_POD_F_NO_SOCKMAP (was reserved, 0)
+ *   3  the decision monitor: sy_monitor, sy_monitor_budget and the sy_events
+ *      ring buffer (no existing map changes)
  */
 import * as fs from 'fs';
 import { native } from '../../../native';
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 /** The version of pins that carry no record: everything before the record existed. */
 export const UNRECORDED_VERSION = 1;
 

@@ -77,7 +77,49 @@ export const LB_AFFINITY: Layout = {
   fields: { addr: [0, 16], port: [16, 2], _pad: [18, 2], slot: [20, 4], last_used_ns: [24, 8] },
 };
 
-export const LAYOUTS = [POD_CONFIG, POD_REF, TUPLE, ORIGDST, SOCK_KEY, CIDR, POD_COUNTERS, LB_FRONTEND_KEY, LB_FRONTEND, LB_BACKEND_KEY, LB_BACKEND, LB_COUNTERS, LB_REVNAT_KEY, LB_AFFINITY];
+export const MONITOR_CONFIG: Layout = { name: 'sy_monitor_config', size: 8, fields: { enabled: [0, 4], events_per_sec: [4, 4] } };
+export const MONITOR_BUDGET: Layout = { name: 'sy_monitor_budget', size: 24, fields: { window_start_ns: [0, 8], used: [8, 8], lost: [16, 8] } };
+export const MONITOR_EVENT: Layout = {
+  name: 'sy_monitor_event',
+  size: 96,
+  fields: {
+    ts_ns: [0, 8],
+    netns_cookie: [8, 8],
+    pod_netns_cookie: [16, 8],
+    src: [24, 16],
+    dst: [40, 16],
+    orig: [56, 16],
+    src_port: [72, 2],
+    dst_port: [74, 2],
+    orig_port: [76, 2],
+    hook: [78, 1],
+    flags: [79, 1],
+    reason: [80, 4],
+    pid: [84, 4],
+    uid: [88, 4],
+    _pad: [92, 4],
+  },
+};
+
+export const LAYOUTS = [
+  POD_CONFIG,
+  POD_REF,
+  TUPLE,
+  ORIGDST,
+  SOCK_KEY,
+  CIDR,
+  POD_COUNTERS,
+  LB_FRONTEND_KEY,
+  LB_FRONTEND,
+  LB_BACKEND_KEY,
+  LB_BACKEND,
+  LB_COUNTERS,
+  LB_REVNAT_KEY,
+  LB_AFFINITY,
+  MONITOR_CONFIG,
+  MONITOR_BUDGET,
+  MONITOR_EVENT,
+];
 
 export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 export type LbProtocol = keyof typeof IPPROTO;

@@ -35,6 +35,7 @@ import { DEFAULT_PIN_ROOT, MAPS, MapName, TC_HANDLE, TC_PRIORITY, pinExists as e
 import { DataplaneOptions, OpenOptions, Opened, adoptPins, isLoaded, loadPins, openPins, removePins } from './loader';
 import * as services from './services';
 import * as stats from './stats';
+import * as monitor from './monitor';
 import { OrigdstHandoff, cgroupLevel, findCgroup2Mount } from './host';
 
 export type { DataplaneOptions, OpenOptions } from './loader';
@@ -343,5 +344,24 @@ export class Dataplane {
   /** Current entries and capacity of every sized map, for fill metrics. */
   mapFill(): Record<string, { entries: number; max: number }> {
     return stats.mapFill(this.mapFd);
+  }
+
+  /** The decision monitor (monitor.ts): on while someone watches, off otherwise. */
+  setMonitor(on: boolean, eventsPerSec?: number): void {
+    monitor.setMonitor(this.mapFd, on, eventsPerSec);
+  }
+
+  monitorEnabled(): boolean {
+    return monitor.monitorEnabled(this.mapFd);
+  }
+
+  /** Events the programs could not report (rate limit, full ring), since load. */
+  monitorLost(): bigint {
+    return monitor.monitorLost(this.mapFd);
+  }
+
+  /** A reader of the monitor's ring buffer. */
+  openEvents(): monitor.EventRing {
+    return new monitor.EventRing(this.pinRoot);
   }
 }

@@ -6,6 +6,7 @@
  *
  *   <pinRoot>/sy_pods, sy_pod_by_ip, ...   maps, pinned by name by libbpf
  *   <pinRoot>/sy_abi                       the ABI version record (abi-record.ts)
+ *   <pinRoot>/sy_events                    the decision monitor's ring buffer (monitor.ts)
  *   <pinRoot>/progs/<program>              every program
  *   <pinRoot>/links/<hook>                 cgroup attachments (bpf_link)
  *   <pinRoot>/upgrade-next/, upgrade-old/  only while an upgrade runs (upgrade.ts; bpffs allows no dots in names)
@@ -61,8 +62,13 @@ export const MAPS = [
   'sy_lb_affinity',
   'sy_lb_revnat',
   'sy_lb_counters',
+  'sy_monitor',
+  'sy_monitor_budget',
 ] as const;
 export type MapName = (typeof MAPS)[number];
+
+/** The decision monitor's ring buffer, read through its own reader rather than as a map. */
+export const EVENTS_RING = 'sy_events';
 
 /** Staging and retired pins of an upgrade in progress. */
 export const NEXT_DIR = 'upgrade-next';
