@@ -47,3 +47,51 @@ export interface CniErrorReply {
   message: string;
   details?: string;
 }
+
+/** GET ?pod=NAMESPACE/NAME&type=VERDICT: the decision monitor, one JSON line per event, for as long as the client reads; a blank line is a heartbeat. */
+export const MONITOR_PATH = '/v1/monitor';
+
+/** redirect: the destination changed (sidecar, inbound port, or a Service backend); drop: refused; pass: left alone. */
+export const VERDICTS = ['redirect', 'pass', 'drop'] as const;
+export type Verdict = (typeof VERDICTS)[number];
+
+export type MonitorHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt' | 'tc-ingress';
+
+export interface MonitorEndpoint {
+  ip: string;
+  port: number;
+}
+
+/** One decision of the kernel programs, resolved by the agent. */
+export interface MonitorEventLine {
+  time: string;
+  node: string;
+  hook: MonitorHook;
+  verdict: Verdict;
+  /** The counter the decision also counted, as `switchyard status` names it (connect_redirected_outbound, ...). */
+  reason: string;
+  /** Service load balancing chose the destination. */
+  balanced: boolean;
+  /** namespace/name of the pod the program ran for; absent outside the mesh. */
+  pod?: string;
+  /** namespace/name of the pod whose sidecar receives the connection, when another. */
+  peerPod?: string;
+  netnsCookie: string;
+  podNetnsCookie?: string;
+  /** The client end, when known (not at connect: no port is chosen yet). */
+  src?: MonitorEndpoint;
+  /** Where the connection goes now. */
+  dst: MonitorEndpoint;
+  /** Where the client asked to go. */
+  orig: MonitorEndpoint;
+  /** The calling process, at connect and getsockopt. */
+  pid?: number;
+  uid?: number;
+}
+
+/** Decisions the programs could not report since the previous line (rate limit or a full ring). */
+export interface MonitorLostLine {
+  time: string;
+  node: string;
+  lost: string;
+}

@@ -11,6 +11,8 @@
  *   switchyard status services [-o json]         Service frontends, backends and counters
  *   switchyard explain NS/POD IP:PORT [--uid N] [--foreign] [-o json] [--socket PATH]
  *                                                   would this connect be redirected, and why
+ *   switchyard monitor [NS/POD] [--type redirect|pass|drop] [--count N] [-o json] [--socket PATH]
+ *                                                   the kernel's decisions as they happen (cli/monitor.ts)
  *
  * Injected YAML goes to stdout; one line per object with the decision goes to stderr.
  */
@@ -18,7 +20,8 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
-import { DEFAULT_AGENT_SOCKET } from '../api/agent-wire';
+import { DEFAULT_AGENT_SOCKET, VERDICTS, Verdict } from '../api/agent-wire';
+import { streamMonitor } from './monitor';
 import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
@@ -161,6 +164,24 @@ async function explainCommand(args: string[], out: (s: string) => void): Promise
   return 0;
 }
 
+async function monitorCommand(args: string[], out: (s: string) => void): Promise<number> {
+  const valued = new Set(['--type', '--count', '--socket', '-o', '--output']);
+  const positional = args.filter((a, i) => !a.startsWith('-') && !valued.has(args[i - 1]));
+  const unknown = args.filter((a, i) => a.startsWith('-') && !valued.has(a) && a !== '--until-stdin-closes' && a !== '-ojson' && !valued.has(args[i - 1]));
+  if (unknown.length) throw new UsageError(`unknown flag ${unknown[0]}`);
+  const [pod, extra] = positional;
+  if (extra || (pod && !/^[^/]+\/[^/]+$/.test(pod))) throw new UsageError('usage: switchyard monitor [NAMESPACE/POD] [--type redirect|pass|drop] [--count N] [-o json]');
+  const type = flag(args, 'type');
+  if (type && !VERDICTS.includes(type as Verdict)) throw new UsageError(`--type ${type}: use one of ${VERDICTS.join(', ')}`);
+  const countText = flag(args, 'count');
+  const count = countText === undefined ? undefined : Number(countText);
+  if (count !== undefined && !(Number.isInteger(count) && count > 0)) throw new UsageError(`--count ${countText}: give a whole number above 0`);
+  return streamMonitor(
+    { socket: flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET, pod, type, json: wantsJson(args), count, untilStdinCloses: args.includes('--until-stdin-closes') },
+    out,
+  );
+}
+
 export async function run(argv: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
   const [cmd, ...args] = argv;
   try {
@@ -210,12 +231,14 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         return await statusCommand(args, out);
       case 'explain':
         return await explainCommand(args, out);
+      case 'monitor':
+        return await monitorCommand(args, out);
       default:
         throw new UsageError(cmd ? `unknown command '${cmd}'` : 'no command given');
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign] | monitor [NS/POD] [--type T] [--count N] [-o json]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

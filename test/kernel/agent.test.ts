@@ -428,6 +428,32 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     expect(metrics).toMatch(/switchyard_interceptor_registrations_total\{result="failed",reason="pod-unknown"\} 1/);
   });
 
+  test('monitor: reporting is on only while someone watches, and each line names the pod, the program and the reason', async () => {
+    const p = sandbox('mesh-monitor', true);
+    await add(p);
+    expect(dp.monitorEnabled()).toBe(false);
+    const watch = async (args: string[]) => {
+      const out: string[] = [];
+      const done = cli(['monitor', ...args, '--socket', socket], (s) => out.push(s), (s) => out.push(s));
+      await waitUntil(() => dp.monitorEnabled(), 'the agent turned the monitor on');
+      const probe = lab.spawn({ netns: p.netns, cgroup: p.cgroup }, ['bash', '-c', `(exec 3<>/dev/tcp/${plainServer.ip}/8080) 2>/dev/null; echo done`], { uid: 1000 });
+      await probe.wait();
+      expect(await done).toBe(0);
+      // The client is gone: the agent turns reporting off again.
+      await waitUntil(() => !dp.monitorEnabled(), 'the agent turned the monitor off');
+      return out.join('');
+    };
+    const json = JSON.parse(await watch(['apps/mesh-monitor', '--type', 'redirect', '--count', '1', '-o', 'json']));
+    expect(json).toMatchObject({ node: NODE, pod: 'apps/mesh-monitor', hook: 'connect4', verdict: 'redirect', reason: 'connect_redirected_outbound', orig: { ip: plainServer.ip, port: 8080 }, dst: { ip: '127.0.0.1', port: 15001 }, uid: 1000 });
+    const text = await watch(['apps/mesh-monitor', '--count', '1']);
+    expect(text).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} apps/mesh-monitor +connect4 +redirect +connect_redirected_outbound +${plainServer.ip!.replace(/\./g, '\\.')}:8080 => 127\\.0\\.0\\.1:15001  pid=\\d+ uid=1000\\n$`));
+
+    const bad: string[] = [];
+    expect(await cli(['monitor', '--type', 'nope', '--socket', socket], () => undefined, (s) => bad.push(s))).toBe(2);
+    expect(bad.join('')).toContain('--type nope: use one of redirect, pass, drop');
+    expect(dp.monitorEnabled()).toBe(false);
+  });
+
   test('1000 pods registered at once', async () => {
     const pods: TestPod[] = [];
     for (let i = 0; i < 1000; i++) {

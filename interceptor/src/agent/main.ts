@@ -30,6 +30,7 @@ import { PodCache } from './pods';
 import { ServiceLoadBalancer } from '../lb/controller';
 import { Registrar } from './registrar';
 import { agentApi, listenMetrics, listenUnix } from './server';
+import { DecisionMonitor } from './monitor';
 import { RecordStore } from './state';
 
 function arg(name: string): string | undefined {
@@ -83,8 +84,12 @@ async function run(cfg: AgentConfig): Promise<void> {
   const lb = cfg.serviceLoadBalancing ? new ServiceLoadBalancer(kube, dp, log, (e) => log('warn', 'service watch failed; retrying', { error: e.message })) : undefined;
   metrics.watchServices(() => lb?.status() ?? []);
 
+  // Nobody watches a new agent: reporting an earlier one left on goes off.
+  const monitor = new DecisionMonitor(dp, store, cfg.nodeName);
+  monitor.stop();
+
   let ready = false;
-  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status()), cfg.socketPath);
+  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status(), monitor), cfg.socketPath);
   const m = await listenMetrics(metrics, () => ready, cfg.metricsHost, cfg.metricsPort);
   await pods.start();
   // Service load balancing syncs in the background: pod registration (CNI ADD) never waits on it.
@@ -114,6 +119,7 @@ async function run(cfg: AgentConfig): Promise<void> {
   const timer = setInterval(() => registrar.reconcile(), 30_000);
   const stop = () => {
     clearInterval(timer);
+    monitor.stop();
     // Pins stay: the programs keep redirecting until the next agent adopts them.
     pods.stop();
     lb?.stop();

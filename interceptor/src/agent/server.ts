@@ -1,7 +1,8 @@
 /**
  * The agent's two doors:
  *  - a root-only unix socket (0600) for switchyard-cni (POST /v1/cni/{add,del,check})
- *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/services, GET /v1/explain);
+ *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/services, GET /v1/explain,
+ *    GET /v1/monitor: decision events as NDJSON, for as long as the client reads);
  *  - a plain-HTTP port for /healthz, /readyz and /metrics.
  */
 import express, { NextFunction, Request, Response } from 'express';
@@ -16,6 +17,11 @@ import { ExplainEnv, explain } from './explain';
 import { frontendKey } from '../lb/services';
 import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
+import { DecisionMonitor } from './monitor';
+import { MONITOR_PATH, VERDICTS, Verdict } from '../../../api/agent-wire';
+
+/** Bytes of monitor lines the agent holds for one slow client before it skips lines. */
+const MONITOR_BACKLOG = 1 << 20;
 
 export interface PodStatus {
   namespace: string;
@@ -53,7 +59,13 @@ function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: R
   };
 }
 
-export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane, services: () => unknown[] | undefined = () => undefined): express.Express {
+export function agentApi(
+  registrar: Registrar,
+  store: RecordStore,
+  dp: Dataplane,
+  services: () => unknown[] | undefined = () => undefined,
+  monitor?: DecisionMonitor,
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '64kb' }));
@@ -121,6 +133,25 @@ export function agentApi(registrar: Registrar, store: RecordStore, dp: Dataplane
       },
     };
     res.json(explain({ pod: config, uid, foreignCgroup: req.query.foreign === 'true' }, { ip: m[1], port: Number(m[2]) }, env));
+  });
+
+  app.get(MONITOR_PATH, (req, res) => {
+    const pod = req.query.pod === undefined ? undefined : String(req.query.pod);
+    const verdict = req.query.type === undefined ? undefined : String(req.query.type);
+    if (!monitor) return void res.status(404).json({ error: 'this agent has no decision monitor' });
+    if (pod !== undefined && !/^[^/]+\/[^/]+$/.test(pod)) return void res.status(400).json({ error: `pod '${pod}' must be NAMESPACE/NAME` });
+    if (verdict !== undefined && !VERDICTS.includes(verdict as Verdict)) {
+      return void res.status(400).json({ error: `type '${verdict}' must be one of ${VERDICTS.join(', ')}` });
+    }
+    res.status(200).set({ 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    res.flushHeaders();
+    const write = (line: string) => {
+      if (res.destroyed) return false;
+      if (res.writableLength < MONITOR_BACKLOG) res.write(`${line}\n`); // a client that does not read loses lines, the agent no memory
+      return true;
+    };
+    const unsubscribe = monitor.subscribe({ filter: { pod, verdict: verdict as Verdict | undefined }, write, end: () => res.end() });
+    res.on('close', unsubscribe);
   });
 
   app.use((err: Error & { type?: string }, _req: Request, res: Response, next: NextFunction) => {

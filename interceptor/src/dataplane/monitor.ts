@@ -11,17 +11,13 @@ import { RingbufHandle, native } from '../../../native';
 import { decodeAddr } from '../../../api/addr';
 import { COUNTERS, MONITOR_BUDGET, MONITOR_CONFIG, MONITOR_EVENT, counterKey } from './abi';
 import { EVENTS_RING } from './layout';
+import type { MonitorEventLine, MonitorHook, Verdict } from '../../../api/agent-wire';
 import type { MapFd } from './services';
 
 /** Per CPU, per second: enough to follow a busy pod, small enough that the ring never grows the agent. */
 export const DEFAULT_EVENTS_PER_SEC = 2000;
 
-export type MonitorHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt' | 'tc-ingress';
 const HOOKS: Record<number, MonitorHook> = { 1: 'connect4', 2: 'connect6', 3: 'sock_ops', 4: 'getsockopt', 5: 'tc-ingress' };
-
-/** redirect: the destination changed (sidecar, inbound port, or a Service backend); drop: refused; pass: left alone. */
-export type Verdict = 'redirect' | 'pass' | 'drop';
-export const VERDICTS: readonly Verdict[] = ['redirect', 'pass', 'drop'];
 
 const DROPS = new Set(['connect_refused_map_full', 'lb_no_backend', 'sockops_origdst_map_full', 'tc_dropped_map_full', 'tc_dropped_collision']);
 const REDIRECTS = new Set(['connect_redirected_outbound', 'connect_redirected_inbound', 'lb_translated', 'sockops_origdst_moved', 'getsockopt_answered', 'tc_inbound_new']);
@@ -31,27 +27,11 @@ export function verdictOf(reason: string, balanced: boolean): Verdict {
   return REDIRECTS.has(reason) || balanced ? 'redirect' : 'pass';
 }
 
-/** One decision, decoded; addresses as text, ports host order, cookies as decimal strings. */
-export interface MonitorEvent {
-  /** bpf_ktime_get_ns(): monotonic, for ordering. */
+/** One decision as the ring carries it (the agent adds time, node and pod names: api/agent-wire.ts). */
+export type MonitorEvent = Omit<MonitorEventLine, 'time' | 'node' | 'pod' | 'peerPod'> & {
+  /** bpf_ktime_get_ns(): CLOCK_MONOTONIC. */
   ktimeNs: string;
-  hook: MonitorHook;
-  verdict: Verdict;
-  /** The sy_counter the decision counted, as `switchyard status` names it. */
-  reason: string;
-  /** Service load balancing chose the destination. */
-  balanced: boolean;
-  netnsCookie: string;
-  /** The pod whose sidecar receives the connection, when there is one. */
-  podNetnsCookie?: string;
-  /** The client end, when known (not at connect: no port is chosen yet). */
-  src?: { ip: string; port: number };
-  dst: { ip: string; port: number };
-  orig: { ip: string; port: number };
-  /** The calling process, at connect and getsockopt. */
-  pid?: number;
-  uid?: number;
-}
+};
 
 const f = (name: string) => MONITOR_EVENT.fields[name][0];
 
