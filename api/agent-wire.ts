@@ -95,3 +95,18 @@ export interface MonitorLostLine {
   node: string;
   lost: string;
 }
+
+/** GET /v1/node: what the node offers the dataplane, for `switchyard check` and `kubectl switchyard check`. */
+export interface NodeReport {
+  node: string;
+  kernel: string;
+  btf: boolean;
+  cgroup: { mount: string; mode: 'unified' | 'hybrid' } | { error: string };
+  bpffs: { path: string; mounted: boolean };
+  features: { what: string; since: string; ok: boolean }[];
+  origdstHandoff: string;
+  /** The CNI configuration the runtime uses: its file and the plugin types in chain order. */
+  cni: { confDir: string; file?: string; plugins?: string[]; error?: string };
+  monitor: { enabled: boolean; watching: number; lost: string };
+}
+

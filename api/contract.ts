@@ -44,5 +44,18 @@ export const SIDECAR_ANNOTATIONS = {
 
 export const SIDECAR_CONTAINER_NAME = 'switchyard-proxy';
 
+/** Where the install puts Switchyard itself (manifests/namespace.yaml). */
+export const SWITCHYARD_NAMESPACE = 'switchyard-system';
+
+/** The install's object names, as manifests/ writes them (test/manifests.test.ts holds the two together). */
+export const INSTALL = {
+  config: 'switchyard-config',
+  webhookDeployment: 'switchyard-webhook',
+  webhookService: 'switchyard-webhook',
+  webhookSecret: 'switchyard-webhook-tls',
+  webhookConfiguration: 'switchyard-sidecar-injector',
+  interceptorDaemonSet: 'switchyard-interceptor',
+} as const;
+
 /** Namespaces where nothing is ever injected, whatever the labels say. */
 export const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease'] as const;

@@ -11,6 +11,7 @@
  *   switchyard status services [-o json]         Service frontends, backends and counters
  *   switchyard explain NS/POD IP:PORT [--uid N] [--foreign] [-o json] [--socket PATH]
  *                                                   would this connect be redirected, and why
+ *   switchyard check [-o json] [--socket PATH]       this node: kernel, BTF, cgroup2, bpffs, BPF hooks, CNI chain (cli/checks.ts)
  *   switchyard monitor [NS/POD] [--type redirect|pass|drop] [--count N] [-o json] [--socket PATH]
  *                                                   the kernel's decisions as they happen (cli/monitor.ts)
  *
@@ -22,6 +23,7 @@ import * as path from 'path';
 import { stringify } from 'yaml';
 import { DEFAULT_AGENT_SOCKET, VERDICTS, Verdict } from '../api/agent-wire';
 import { streamMonitor } from './monitor';
+import { failed, formatChecks, nodeChecks } from './checks';
 import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
@@ -164,6 +166,18 @@ async function explainCommand(args: string[], out: (s: string) => void): Promise
   return 0;
 }
 
+async function checkCommand(args: string[], out: (s: string) => void): Promise<number> {
+  const r = await agentGet(flag(args, 'socket') ?? DEFAULT_AGENT_SOCKET, '/v1/node');
+  if (r.status !== 200) throw new Error(r.body.error);
+  if (wantsJson(args)) {
+    out(JSON.stringify(r.body, null, 2) + '\n');
+    return 0;
+  }
+  const checks = nodeChecks(r.body);
+  out(formatChecks(checks));
+  return failed(checks) ? 1 : 0;
+}
+
 async function monitorCommand(args: string[], out: (s: string) => void): Promise<number> {
   const valued = new Set(['--type', '--count', '--socket', '-o', '--output']);
   const positional = args.filter((a, i) => !a.startsWith('-') && !valued.has(args[i - 1]));
@@ -233,12 +247,14 @@ export async function run(argv: string[], out: (s: string) => void, err: (s: str
         return await explainCommand(args, out);
       case 'monitor':
         return await monitorCommand(args, out);
+      case 'check':
+        return await checkCommand(args, out);
       default:
         throw new UsageError(cmd ? `unknown command '${cmd}'` : 'no command given');
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign] | monitor [NS/POD] [--type T] [--count N] [-o json]\n`);
+      err(`switchyard: ${e.message}\nusage: switchyard inject|uninject -f FILE [--config FILE] | certs --out DIR [--ip IP] [--url URL] [--ca-from DIR] | status [NS/POD] [-o json] | explain NS/POD IP:PORT [--uid N] [--foreign] | monitor [NS/POD] [--type T] [--count N] [-o json] | check [-o json]\n`);
       return 2;
     }
     err(`switchyard ${cmd}: ${(e as Error).message}\n`);

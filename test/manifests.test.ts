@@ -18,6 +18,7 @@ import { validateAgentConfig } from '../interceptor/src/agent/config';
 import { run as cli } from '../cli/main';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
 import { loadConfig } from '../webhook/src/config';
+import { INSTALL, SWITCHYARD_NAMESPACE } from '../api/contract';
 
 const DIR = path.join(projectRoot(), 'manifests');
 const MODELS: Record<string, new (o: any) => { validate(): void }> = {
@@ -38,6 +39,16 @@ const all = () => ['namespace.yaml', 'rbac.yaml', 'config.yaml', 'webhook.yaml',
 const find = (kind: string, name: string) => all().find((o) => o.kind === kind && o.metadata.name === name);
 
 describe('manifests', () => {
+  test('the install names what api/contract.ts says it names (the plugin finds objects by those names)', () => {
+    expect(find('Namespace', SWITCHYARD_NAMESPACE)).toBeDefined();
+    expect(find('ConfigMap', INSTALL.config)?.data?.['injector.json']).toBeDefined();
+    expect(find('Deployment', INSTALL.webhookDeployment)?.metadata.namespace ?? SWITCHYARD_NAMESPACE).toBe(SWITCHYARD_NAMESPACE);
+    expect(find('Service', INSTALL.webhookService)).toBeDefined();
+    expect(find('DaemonSet', INSTALL.interceptorDaemonSet)).toBeDefined();
+    expect(find('Deployment', INSTALL.webhookDeployment).spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName).toBe(INSTALL.webhookSecret);
+    expect(mutatingWebhookConfiguration(loadConfig(), { endpoint: {}, caBundlePem: '' }).metadata).toMatchObject({ name: INSTALL.webhookConfiguration });
+  });
+
   test('every object is valid against the Kubernetes schema', () => {
     const objs = all();
     expect(objs.length).toBeGreaterThanOrEqual(12);

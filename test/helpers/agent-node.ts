@@ -89,14 +89,15 @@ export class AgentNode {
         kubeconfig,
         podWaitMs: 500,
         serviceLoadBalancing: false, // this API server serves pods only; test/kernel/lb.test.ts covers Services
+        cniConfDir: path.join(this.tmp, 'net.d'),
       }),
     );
     const bridge = { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: this.opts.podSubnet, dataDir: path.join(this.tmp, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } };
-    this.runtime = new CniRuntime(this.node.netns, CNI_BIN, {
-      cniVersion: '1.0.0',
-      name: 'lab-net',
-      plugins: [bridge, { type: 'switchyard-cni', agentSocket: this.socket, logFile: path.join(this.tmp, 'cni.log') }],
-    });
+    const conflist = { cniVersion: '1.0.0', name: 'lab-net', plugins: [bridge, { type: 'switchyard-cni', agentSocket: this.socket, logFile: path.join(this.tmp, 'cni.log') }] };
+    // The runtime reads it from memory; the file is what the agent's node report reads, as a node's would be.
+    fs.mkdirSync(path.join(this.tmp, 'net.d'));
+    fs.writeFileSync(path.join(this.tmp, 'net.d', '10-lab.conflist'), JSON.stringify(conflist));
+    this.runtime = new CniRuntime(this.node.netns, CNI_BIN, conflist);
     this.plainRuntime = new CniRuntime(this.node.netns, CNI_BIN, { cniVersion: '1.0.0', name: 'lab-net', plugins: [bridge] });
     if (opts.agent === false) return;
     await this.startAgent();

@@ -428,7 +428,7 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     expect(metrics).toMatch(/switchyard_interceptor_registrations_total\{result="failed",reason="pod-unknown"\} 1/);
   });
 
-  test('monitor: reporting is on only while someone watches, and each line names the pod, the program and the reason', async () => {
+  test('monitor: reporting is on only while someone watches, each line names the pod, the program and the reason; check: the node, line by line', async () => {
     const p = sandbox('mesh-monitor', true);
     await add(p);
     expect(dp.monitorEnabled()).toBe(false);
@@ -447,6 +447,18 @@ describeKernel('interceptor agent and switchyard-cni', () => {
     expect(json).toMatchObject({ node: NODE, pod: 'apps/mesh-monitor', hook: 'connect4', verdict: 'redirect', reason: 'connect_redirected_outbound', orig: { ip: plainServer.ip, port: 8080 }, dst: { ip: '127.0.0.1', port: 15001 }, uid: 1000 });
     const text = await watch(['apps/mesh-monitor', '--count', '1']);
     expect(text).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} apps/mesh-monitor +connect4 +redirect +connect_redirected_outbound +${plainServer.ip!.replace(/\./g, '\\.')}:8080 => 127\\.0\\.0\\.1:15001  pid=\\d+ uid=1000\\n$`));
+
+    const check: string[] = [];
+    expect(await cli(['check', '--socket', socket], (s) => check.push(s), (s) => check.push(s))).toBe(0);
+    expect(check.join('')).toMatch(/^✓ kernel \S+ \(5\.15 or later\)\n✓ kernel BTF .*\n✓ cgroup v2 at .*\n✓ bpffs at .*\n✓ all 10 BPF hooks and helpers the programs use \(origdst hand-off: task-storage\)\n✓ CNI chain in 10-lab\.conflist: bridge → switchyard-cni\n$/);
+    fs.writeFileSync(path.join(tmp, 'net.d', '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
+    const broken: string[] = [];
+    try {
+      expect(await cli(['check', '--socket', socket], (s) => broken.push(s), (s) => broken.push(s))).toBe(1);
+    } finally {
+      fs.rmSync(path.join(tmp, 'net.d', '05-other.conflist'));
+    }
+    expect(broken.join('')).toContain('✗ CNI chain in 05-other.conflist is bridge: switchyard-cni is missing\n    pods started now are not registered');
 
     const bad: string[] = [];
     expect(await cli(['monitor', '--type', 'nope', '--socket', socket], () => undefined, (s) => bad.push(s))).toBe(2);

@@ -1,6 +1,7 @@
 /** Injector configuration: what the sidecar looks like and the node-wide defaults. */
 import * as fs from 'fs';
 import { DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_SIDECAR_UID } from '../../api/interception';
+import { SWITCHYARD_NAMESPACE } from '../../api/contract';
 
 export type SidecarMode = 'native' | 'classic';
 
@@ -29,7 +30,7 @@ export interface InjectorConfig {
 }
 
 export const DEFAULT_CONFIG: InjectorConfig = {
-  ownNamespace: 'switchyard-system',
+  ownNamespace: SWITCHYARD_NAMESPACE,
   sidecar: {
     image: 'switchyard/proxy:0.1.0',
     imagePullPolicy: 'IfNotPresent',

@@ -35,6 +35,8 @@ export interface AgentConfig {
   sockmapAcceleration: boolean;
   /** Connect-time ClusterIP load balancing from Services and EndpointSlices. */
   serviceLoadBalancing: boolean;
+  /** The node's CNI configuration directory as the agent sees it (read-only), for `switchyard check`. */
+  cniConfDir: string;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -49,6 +51,7 @@ export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
   allowRootCgroup: false,
   sockmapAcceleration: true,
   serviceLoadBalancing: true,
+  cniConfDir: '/host/etc/cni/net.d',
 };
 
 export function validateAgentConfig(raw: unknown): AgentConfig {
@@ -73,6 +76,7 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
     stateDir: str('stateDir', false) ?? AGENT_DEFAULTS.stateDir,
     kubeconfig: str('kubeconfig', false),
     metricsHost: str('metricsHost', false) ?? AGENT_DEFAULTS.metricsHost,
+    cniConfDir: str('cniConfDir', false) ?? AGENT_DEFAULTS.cniConfDir,
   };
   if (r.metricsPort !== undefined) {
     if (!Number.isInteger(r.metricsPort) || (r.metricsPort as number) < 0 || (r.metricsPort as number) > 65535) problems.push('metricsPort must be a port from 0 to 65535');

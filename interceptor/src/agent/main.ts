@@ -31,6 +31,7 @@ import { ServiceLoadBalancer } from '../lb/controller';
 import { Registrar } from './registrar';
 import { agentApi, listenMetrics, listenUnix } from './server';
 import { DecisionMonitor } from './monitor';
+import { nodeReport } from './node-report';
 import { RecordStore } from './state';
 
 function arg(name: string): string | undefined {
@@ -89,7 +90,7 @@ async function run(cfg: AgentConfig): Promise<void> {
   monitor.stop();
 
   let ready = false;
-  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status(), monitor), cfg.socketPath);
+  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status(), monitor, () => nodeReport(cfg.nodeName, cfg.pinRoot, cfg.cniConfDir, dp, monitor)), cfg.socketPath);
   const m = await listenMetrics(metrics, () => ready, cfg.metricsHost, cfg.metricsPort);
   await pods.start();
   // Service load balancing syncs in the background: pod registration (CNI ADD) never waits on it.

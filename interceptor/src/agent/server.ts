@@ -2,7 +2,8 @@
  * The agent's two doors:
  *  - a root-only unix socket (0600) for switchyard-cni (POST /v1/cni/{add,del,check})
  *    and the node CLI (GET /v1/status[/ns/pod], GET /v1/services, GET /v1/explain,
- *    GET /v1/monitor: decision events as NDJSON, for as long as the client reads);
+ *    GET /v1/monitor: decision events as NDJSON, for as long as the client reads,
+ *    GET /v1/node: what the node offers the dataplane, for `switchyard check`);
  *  - a plain-HTTP port for /healthz, /readyz and /metrics.
  */
 import express, { NextFunction, Request, Response } from 'express';
@@ -18,6 +19,7 @@ import { frontendKey } from '../lb/services';
 import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
 import { DecisionMonitor } from './monitor';
+import type { NodeReport } from '../../../api/agent-wire';
 import { MONITOR_PATH, VERDICTS, Verdict } from '../../../api/agent-wire';
 
 /** Bytes of monitor lines the agent holds for one slow client before it skips lines. */
@@ -65,6 +67,7 @@ export function agentApi(
   dp: Dataplane,
   services: () => unknown[] | undefined = () => undefined,
   monitor?: DecisionMonitor,
+  node?: () => NodeReport,
 ): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -133,6 +136,11 @@ export function agentApi(
       },
     };
     res.json(explain({ pod: config, uid, foreignCgroup: req.query.foreign === 'true' }, { ip: m[1], port: Number(m[2]) }, env));
+  });
+
+  app.get('/v1/node', (_req, res) => {
+    if (!node) res.status(404).json({ error: 'this agent has no node report' });
+    else res.json(node());
   });
 
   app.get(MONITOR_PATH, (req, res) => {

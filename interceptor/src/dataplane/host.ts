@@ -144,6 +144,11 @@ export type FeatureProbe = (type: ProgType, helper?: Helper) => boolean;
 export const kernelProbe: FeatureProbe = (type, helper) =>
   helper ? native().probeHelper(type, helper) : native().probeProgType(type);
 
+/** Every kernel feature the programs use, and whether this kernel has it. */
+export function kernelFeatures(probe: FeatureProbe = kernelProbe): { what: string; since: string; ok: boolean }[] {
+  return REQUIRED.map((r) => ({ what: r.what, since: r.since, ok: probe(r.type, r.helper) }));
+}
+
 /** Throws one HostError naming every missing kernel feature. */
 export function checkKernelFeatures(probe: FeatureProbe = kernelProbe): void {
   const missing = REQUIRED.filter((r) => !probe(r.type, r.helper));
