@@ -49,6 +49,10 @@ export const DEFAULT_CONFIG: InjectorConfig = {
 /** The defaults, overridden by a JSON file (--config) whose sidecar settings merge over the default sidecar. */
 export function loadConfig(file?: string): InjectorConfig {
   if (!file) return DEFAULT_CONFIG;
-  const patch = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<InjectorConfig>;
+  return mergeConfig(JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<InjectorConfig>);
+}
+
+/** The defaults with a configuration's settings over them (the ConfigMap's injector.json, parsed). */
+export function mergeConfig(patch: Partial<InjectorConfig>): InjectorConfig {
   return { ...DEFAULT_CONFIG, ...patch, sidecar: { ...DEFAULT_CONFIG.sidecar, ...(patch.sidecar ?? {}) } };
 }

@@ -90,3 +90,27 @@ export function injectYaml(text: string, config: InjectorConfig): { yaml: string
 export function uninjectYaml(text: string): { yaml: string; report: OfflineReport[] } {
   return transform(text, (pod) => ({ ops: uninjectPod(pod) }));
 }
+
+/** Every pod and pod template in multi-document YAML, with the object it came from (kubectl switchyard check-inject -f). */
+export function podsInYaml(text: string): { object: string; namespace?: string; pod: PodLike }[] {
+  const out: { object: string; namespace?: string; pod: PodLike }[] = [];
+  const visit = (doc: Doc) => {
+    if (isList(doc)) return doc.items.forEach((i) => i && typeof i === 'object' && visit(i as Doc));
+    const pod = podOf(doc);
+    if (pod) out.push({ object: `${(doc.kind ?? 'unknown').toLowerCase()}/${doc.metadata?.name ?? '<unnamed>'}`, namespace: doc.metadata?.namespace, pod });
+  };
+  for (const d of parseAllDocuments(text)) {
+    if (d.errors.length) throw new Error(`invalid YAML: ${d.errors[0].message}`);
+    const doc = d.toJS() as Doc | null;
+    if (doc) visit(doc);
+  }
+  return out;
+}
+
+/** The pod as it was before injection: what the status annotation records is taken away again. */
+export function uninjected(pod: PodLike): PodLike {
+  const copy = JSON.parse(JSON.stringify(pod)) as PodLike;
+  const ops = uninjectPod(copy);
+  if (ops.length) applyPatch(copy, ops, true, true);
+  return copy;
+}
