@@ -12,6 +12,18 @@ cache=${SWITCHYARD_CACHE:-/var/cache/switchyard}/k8s-$version
 bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 have=1
 for b in "${bins[@]}"; do [ -x "$cache/bin/$b" ] || have=0; done
+# Helm, for the chart's tests (charts/switchyard), from its own pinned module.
+helm_version=$(grep -o 'helm.sh/helm/v3 v[0-9][0-9.]*' lab/helm/go.mod | head -1 | cut -d' ' -f2)
+helm_dir=${SWITCHYARD_CACHE:-/var/cache/switchyard}/helm-$helm_version
+if [ -x "$helm_dir/helm" ]; then
+  echo "lab: helm $helm_version cached in $helm_dir"
+else
+  echo "lab: building helm $helm_version into $helm_dir (first run only)"
+  mkdir -p "$helm_dir"
+  go=$(bash scripts/ensure-go.sh)
+  (cd lab/helm && CGO_ENABLED=0 GOTOOLCHAIN=local "$go" build -trimpath -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version" \
+    -o "$helm_dir/helm" helm.sh/helm/v3/cmd/helm)
+fi
 if ((have)); then
   echo "lab: Kubernetes $version binaries cached in $cache/bin"
   exit 0

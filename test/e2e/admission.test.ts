@@ -11,7 +11,9 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tls from 'tls';
 import { parse } from 'yaml';
+import { spawnSync } from 'child_process';
 import { ControlPlane, controlPlaneMissing, freePort } from '../../lab/src/controlplane';
+import { CHART_DIR, helmBinary, helmMissing } from '../../lab/src/helm';
 import { startWebhookProcess } from '../../lab/src/webhook-process';
 import { run as cli } from '../../cli/main';
 import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME } from '../../api/contract';
@@ -145,6 +147,18 @@ lab.describe('injection through a real kube-apiserver', () => {
     expect({ code: r.code, errors: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')) }).toEqual({ code: 0, errors: [] });
     for (const obj of ['daemonset.apps/switchyard-interceptor', 'deployment.apps/switchyard-webhook', 'poddisruptionbudget.policy/switchyard-webhook', 'clusterrole.rbac.authorization.k8s.io/switchyard-interceptor', 'mutatingwebhookconfiguration.admissionregistration.k8s.io/switchyard-sidecar-injector']) {
       expect(r.stdout).toContain(`${obj} created (server dry run)`);
+    }
+  });
+
+  test('the chart: helm template | kubectl apply --dry-run=server -f - succeeds against the real apiserver', async () => {
+    if (helmMissing()) throw new Error(helmMissing());
+    const r = spawnSync(helmBinary(), ['template', 'switchyard', CHART_DIR, '-n', 'switchyard-system', '--kube-version', '1.31.4'], { encoding: 'utf8', env: { ...process.env, HOME: os.tmpdir() } });
+    expect(r.status).toBe(0);
+    if (!(await cp.request('GET', '/api/v1/namespaces/switchyard-system')).body?.metadata) expect((await namespace('switchyard-system')).status).toBe(201);
+    const applied = cp.kubectl(['apply', '--dry-run=server', '-f', '-'], r.stdout);
+    expect({ code: applied.code, errors: applied.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')) }).toEqual({ code: 0, errors: [] });
+    for (const obj of ['daemonset.apps/switchyard-interceptor', 'deployment.apps/switchyard-webhook', 'secret/switchyard-webhook-tls', 'mutatingwebhookconfiguration.admissionregistration.k8s.io/switchyard-sidecar-injector']) {
+      expect(applied.stdout).toContain(`${obj} created (server dry run)`);
     }
   });
 
