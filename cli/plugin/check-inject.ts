@@ -87,7 +87,8 @@ function livePod(o: Options, name: string, out: (s: string) => void): void {
   }
   const ev = events(o, ns, pod);
   detail.push(`Events:     ${ev.length ? ev.join('\n            ') : 'none from Switchyard'}`);
-  out(`${ns}/${name}: ${injected ? 'injected' : 'NOT injected'}, ${registered}\n${detail.map((l) => `  ${l}\n`).join('')}`);
+  if (pod.metadata.deletionTimestamp) detail.unshift(`Deleting:   since ${pod.metadata.deletionTimestamp}: the agent unregisters a pod when its sandbox goes (CNI DEL)`);
+  out(`${ns}/${name}: ${injected ? 'injected' : 'NOT injected'}, ${registered}${pod.metadata.deletionTimestamp ? ' (terminating)' : ''}\n${detail.map((l) => `  ${l}\n`).join('')}`);
 }
 
 /** A pod that can be created as a dry run from a pod or a template. */
