@@ -79,7 +79,15 @@ $(CNI): $(CNI_SRC)
 
 # The benchmark's lean proxy and HTTP server (bench/ only).
 LEAN       := $(BUILD)/bench/lean
-bench-tools: $(LEAN)
+# The same programs with the decision monitor compiled out (bench/monitor.ts: what the monitor costs while off).
+NOMON_OBJ  := $(patsubst $(BUILD)/bpf/%,$(BUILD)/bench/bpf-nomonitor/%,$(BPF_OBJ))
+bench-tools: $(LEAN) $(NOMON_OBJ)
+$(BUILD)/bench/bpf-nomonitor/%.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DSY_MONITOR_COMPILED_OUT -c $< -o $@
+$(BUILD)/bench/bpf-nomonitor/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -DSY_MONITOR_COMPILED_OUT -DSY_HANDOFF_COOKIE -c $< -o $@
 $(LEAN): bench/tools/lean.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
