@@ -257,18 +257,23 @@ int sy_connect4(struct bpf_sock_addr *ctx)
 	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
-	const struct sy_monitor_config *mon = sy_monitor_on();
-	struct sy_addr dst, orig;
+	struct sy_addr dst;
 	struct sy_connect_target target = { .reason = SY_C_MAX };
+	__u32 orig_ip4 = ctx->user_ip4;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port), orig_port = port;
 	int lb;
 
-	sy_addr_from_v4(&dst, ctx->user_ip4);
-	orig = dst;
+	sy_addr_from_v4(&dst, orig_ip4);
 	int verdict = sy_connect4_steer(ctx, &dst, &port, &target, &lb);
+	/* Asked only now, so that nothing of the monitor is live across the decision. */
+	const struct sy_monitor_config *mon = sy_monitor_on();
 
-	if (mon)
+	if (mon) {
+		struct sy_addr orig;
+
+		sy_addr_from_v4(&orig, orig_ip4);
 		sy_monitor_connect(ctx, mon, SY_HOOK_CONNECT4, &orig, orig_port, &target, lb);
+	}
 	return verdict;
 }
 
@@ -306,7 +311,6 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	if (ctx->type != SOCK_STREAM && ctx->type != SOCK_DGRAM)
 		return SY_ALLOW;
 
-	const struct sy_monitor_config *mon = sy_monitor_on();
 	struct sy_addr dst, orig;
 	struct sy_connect_target target = { .reason = SY_C_MAX };
 	__u16 port = bpf_ntohs((__u16)ctx->user_port), orig_port = port;
@@ -315,6 +319,7 @@ int sy_connect6(struct bpf_sock_addr *ctx)
 	SY_LOAD_IP6(&dst, ctx->user_ip6);
 	orig = dst;
 	int verdict = sy_connect6_steer(ctx, &dst, &port, &target, &lb);
+	const struct sy_monitor_config *mon = sy_monitor_on();
 
 	if (mon)
 		sy_monitor_connect(ctx, mon, SY_HOOK_CONNECT6, &orig, orig_port, &target, lb);
