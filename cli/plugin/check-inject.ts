@@ -74,7 +74,9 @@ function livePod(o: Options, name: string, out: (s: string) => void): void {
         detail.push(`Registered: on ${pod.spec.nodeName} since ${s.registeredAt}: netns cookie ${s.netnsCookie}, IPs ${s.ips.join(', ')}, outbound ${s.interception.outboundPort}, inbound ${s.interception.inboundPort}`);
       } catch (e) {
         registered = `NOT registered on ${pod.spec.nodeName}`;
-        detail.push(`Registered: NO: ${(e as Error).message.replace(/^kubectl [^:]*: /, '')}`);
+        // kubectl exec's error: the agent's answer on the first line, then kubectl's own "command terminated …".
+        const answer = (e as Error).message.replace(/^kubectl [^:]*: /, '').split('\n')[0].replace(/^switchyard status: /, '');
+        detail.push(`Registered: NO: the interceptor on ${pod.spec.nodeName} says: ${answer}`);
         detail.push('            its traffic is not intercepted; the Events below say why (kubectl describe pod shows them too)');
       }
     }

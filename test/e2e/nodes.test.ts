@@ -17,6 +17,7 @@ import { Proc, eventually } from '../../lab/src/proc';
 import { distScript } from '../../lab/src/netlab';
 import { projectRoot } from '../../native';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
+import { clusterView } from '../helpers/cluster-view';
 
 const lab = gate('e2e tests on real nodes', controlPlaneMissing() ?? realClusterMissing() ?? kernelTestBlocker());
 const APPS = 'docker.io/switchyard-lab/apps:0.1.0';
@@ -25,21 +26,9 @@ const app = (extra: Record<string, unknown> = {}) => ({ name: 'app', image: APPS
 
 lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', () => {
   let c: RealCluster;
-  const k = (...args: string[]) => c.kubectl(args);
-  const json = (...args: string[]) => JSON.parse(c.kubectl([...args, '-o', 'json']));
-  const agentOn = (node: string): string =>
-    (json('get', 'pods', '-n', 'switchyard-system', '-l', 'app.kubernetes.io/name=switchyard-interceptor', '--field-selector', `spec.nodeName=${node}`).items as V1Pod[])[0]
-      ?.metadata?.name ?? '';
-  const agentStatus = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'status', '-o', 'json'));
+  const { k, json, agentOn, agentStatus, readyPods } = clusterView(() => c);
   const appBClusterIP = (): string => json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
   const podsOn = (node: string): string[] => agentStatus(node).pods.map((p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`);
-  const readyPods = (ns: string, selector: string, n: number) =>
-    eventually(`${n} Ready pods ${selector} in ${ns}`, () => {
-      const pods = (json('get', 'pods', '-n', ns, '-l', selector).items as V1Pod[]).filter(
-        (p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
-      );
-      return pods.length === n ? pods : undefined;
-    }, 120_000);
 
   beforeAll(async () => {
     lab.require();

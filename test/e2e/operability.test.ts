@@ -18,6 +18,7 @@ import { eventually } from '../../lab/src/proc';
 import { distScript } from '../../lab/src/netlab';
 import { projectRoot } from '../../native';
 import { gate, kernelTestBlocker } from '../helpers/kernel';
+import { clusterView } from '../helpers/cluster-view';
 
 const lab = gate('e2e operability tests on real nodes', controlPlaneMissing() ?? realClusterMissing() ?? helmMissing() ?? kernelTestBlocker());
 const APPS = 'docker.io/switchyard-lab/apps:0.1.0';
@@ -25,23 +26,14 @@ const NS = 'shop';
 
 lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two real nodes', () => {
   let c: RealCluster;
-  const k = (...args: string[]) => c.kubectl(args);
-  const json = (...args: string[]) => JSON.parse(c.kubectl([...args, '-o', 'json']));
+  const { k, json, agentOn, onNode, agentStatus: agentStatusOn, readyPods } = clusterView(() => c);
   const env = () => ({ ...process.env, KUBECTL: path.join(k8sBinDir(), 'kubectl'), HOME: os.tmpdir() });
   /** kubectl switchyard …, as a user runs it: the plugin, a kubeconfig, nothing else. */
   const plugin = (...args: string[]) => {
     const r = spawnSync(process.execPath, [distScript('cli/kubectl-plugin.js'), ...args, '--kubeconfig', c.cp.kubeconfig], { encoding: 'utf8', env: env() });
     return { code: r.status, out: r.stdout, err: r.stderr };
   };
-  const agentOn = (node: string): string =>
-    (json('get', 'pods', '-n', 'switchyard-system', '-l', 'app.kubernetes.io/name=switchyard-interceptor', '--field-selector', `spec.nodeName=${node}`).items as V1Pod[])[0]?.metadata?.name ?? '';
-  const agentStatusOn = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'status', '-o', 'json'));
-  const nodeReport = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'check', '-o', 'json'));
-  const readyPods = (ns: string, selector: string, n: number) =>
-    eventually(`${n} Ready pods ${selector} in ${ns}`, () => {
-      const pods = (json('get', 'pods', '-n', ns, '-l', selector).items as V1Pod[]).filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'));
-      return pods.length === n ? pods : undefined;
-    }, 120_000);
+  const nodeReport = (node: string) => JSON.parse(onNode(node, 'check', '-o', 'json'));
 
   beforeAll(async () => {
     lab.require();
@@ -167,10 +159,16 @@ lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two rea
     expect(full.regarding.name).toMatch(/^filler-[12]$/);
     expect(full.reportingController).toBe('switchyard.dev/interceptor');
     expect(full.note).toMatch(/^registration-failed: .*map full/);
+    // The kubelet retries the sandbox, each time in a new netns: still one Event, with a count.
+    type CoreEv = { reason: string; count?: number; involvedObject: { name: string } };
+    await eventually('the kubelet retried the sandbox', () =>
+      (json('get', 'events', '-n', NS).items as CoreEv[]).some((e) => e.reason === 'FailedCreatePodSandBox' && e.involvedObject.name === full.regarding.name && (e.count ?? 1) >= 2) ? true : undefined, 90_000);
+    expect((json('get', 'events.events.k8s.io', '-n', NS).items as Ev[]).filter((e) => e.reason === 'NotRegistered' && e.regarding.name === full.regarding.name)).toHaveLength(1);
     // The user's view: describe shows it, and check-inject says the pod is not registered and why.
     expect(k('describe', 'pod', '-n', NS, full.regarding.name)).toContain('NotRegistered');
     const why = plugin('check-inject', full.regarding.name, '-n', NS);
     expect(why.out).toContain(`${NS}/${full.regarding.name}: injected, NOT registered on ${node0}`);
+    expect(why.out).toContain(`Registered: NO: the interceptor on ${node0} says: pod ${NS}/${full.regarding.name} is not registered on this node\n`);
     expect(why.out).toMatch(/Events: {5}.*NotRegistered on pod\/filler-[12]: registration-failed: .*map full/);
     k('delete', 'pod', '-n', NS, 'filler-1', 'filler-2', '--wait=false');
   }, 240_000);
