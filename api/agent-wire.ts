@@ -6,6 +6,8 @@
  * interceptor/cni/wire_test.go hold both sides to that file.
  */
 
+import type { Interception } from './interception';
+
 /** The agent's socketPath default, and the plugin's agentSocket default. */
 export const DEFAULT_AGENT_SOCKET = '/run/switchyard/agent.sock';
 
@@ -46,6 +48,46 @@ export interface CniErrorReply {
   code: number;
   message: string;
   details?: string;
+}
+
+/** GET /v1/status/NAMESPACE/NAME, and each of GET /v1/status's pods: one registered pod. */
+export interface PodStatus {
+  namespace: string;
+  name: string;
+  uid: string;
+  containerId: string;
+  netnsCookie: string;
+  cgroup?: string;
+  ips: string[];
+  ifname: string;
+  interception: Interception;
+  registeredAt: string;
+  /** The pod's BPF counters (sy_pod_counters) as decimal strings; empty while its map entry is missing. */
+  counters: Record<string, string>;
+}
+
+/** GET /v1/status: the node's registered pods, its counters, map fill and the agent's memory. */
+export interface NodeStatus {
+  pods: PodStatus[];
+  /** Node-wide BPF counters by their CLI name (connect_redirected_outbound, ...). */
+  node: Record<string, string>;
+  maps: Record<string, { entries: number; max: number }>;
+  memory: NodeJS.MemoryUsage;
+}
+
+/** GET /v1/services: { services: ServiceStatus[] }, one per frontend. */
+export interface ServiceStatus {
+  /** namespace/name */
+  service: string;
+  /** ip:port/protocol */
+  frontend: string;
+  serviceId: number;
+  affinityTimeoutSeconds: number;
+  backends: string[];
+  /** No endpoint is ready: the backends are terminating but still serving. */
+  terminating?: true;
+  translations: string;
+  noBackend: string;
 }
 
 /** GET ?pod=NAMESPACE/NAME&type=VERDICT: the decision monitor, one JSON line per event, for as long as the client reads; a blank line is a heartbeat. */

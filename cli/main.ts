@@ -21,13 +21,12 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
-import { DEFAULT_AGENT_SOCKET, VERDICTS, Verdict } from '../api/agent-wire';
+import { DEFAULT_AGENT_SOCKET, ServiceStatus, VERDICTS, Verdict } from '../api/agent-wire';
 import { streamMonitor } from './monitor';
 import { failed, formatChecks, nodeChecks } from './checks';
 import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
 import { mutatingWebhookConfiguration } from '../webhook/src/webhook-config';
-import type { ServiceStatus } from '../interceptor/src/lb/controller';
 import { generateCertificates, tlsSecret } from '../certs/src/generate';
 import { age, table } from './format';
 

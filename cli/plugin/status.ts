@@ -3,6 +3,7 @@
  * gathered through `kubectl exec` into each node's interceptor pod.
  */
 import { stringify } from 'yaml';
+import type { NodeStatus, PodStatus } from '../../api/agent-wire';
 import { age, table } from '../format';
 import { Options, PluginError, agentOn, agents, namespaceOf, onNode, podNode } from './kubectl';
 
@@ -25,22 +26,22 @@ export function status(o: Options, out: (s: string) => void): void {
     return;
   }
   const nodes = agents(o).map((a) => {
-    if (!a.ready) return { agent: a, pods: [] as any[], node: {} as Record<string, string>, error: 'agent not Ready' };
+    if (!a.ready) return { agent: a, pods: [] as PodStatus[], node: {} as Record<string, string>, error: 'agent not Ready' };
     try {
-      const s = JSON.parse(onNode(o, a, ['status', '-o', 'json']));
-      return { agent: a, pods: s.pods as any[], node: s.node as Record<string, string>, error: '' };
+      const s = JSON.parse(onNode(o, a, ['status', '-o', 'json'])) as NodeStatus;
+      return { agent: a, pods: s.pods, node: s.node, error: '' };
     } catch (e) {
-      return { agent: a, pods: [] as any[], node: {} as Record<string, string>, error: (e as Error).message };
+      return { agent: a, pods: [] as PodStatus[], node: {} as Record<string, string>, error: (e as Error).message };
     }
   });
-  const inNs = (p: any) => !ns || p.namespace === ns;
+  const inNs = (p: PodStatus) => !ns || p.namespace === ns;
   const value = { nodes: nodes.map((n) => ({ node: n.agent.node, agent: n.agent.name, ready: n.agent.ready, error: n.error || undefined, pods: n.pods.filter(inNs), counters: n.node })) };
   if (printObject(o, value, out)) return;
   const wide = o.output === 'wide';
   const rows = [['NODE', 'NAMESPACE', 'POD', 'IPS', 'OUTBOUND', 'INBOUND', 'TC-INBOUND', 'DROPPED', 'AGE', ...(wide ? ['NETNS-COOKIE', 'AGENT'] : [])]];
   for (const n of nodes) {
     for (const p of n.pods.filter(inNs)) {
-      const c = (p.counters ?? {}) as Record<string, string | undefined>;
+      const c = p.counters as Record<string, string | undefined>;
       const v = (k: string) => c[k] ?? '-'; // '-': no map entry yet (the agent's reconcile repairs it)
       rows.push([n.agent.node, p.namespace, p.name, p.ips.join(','), v('redirected_outbound'), v('redirected_inbound'), v('tc_inbound_new'), v('dropped'), age(p.registeredAt), ...(wide ? [p.netnsCookie, n.agent.name] : [])]);
     }

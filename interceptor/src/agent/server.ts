@@ -20,26 +20,12 @@ import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
 import { DecisionMonitor } from './monitor';
 import type { NodeReport } from '../../../api/agent-wire';
-import { MONITOR_PATH, VERDICTS, Verdict } from '../../../api/agent-wire';
+import { MONITOR_PATH, NodeStatus, VERDICTS, Verdict } from '../../../api/agent-wire';
 
 /** Bytes of monitor lines the agent holds for one slow client before it skips lines. */
 const MONITOR_BACKLOG = 1 << 20;
 
-export interface PodStatus {
-  namespace: string;
-  name: string;
-  uid: string;
-  containerId: string;
-  netnsCookie: string;
-  cgroup?: string;
-  ips: string[];
-  ifname: string;
-  interception: unknown;
-  registeredAt: string;
-  counters: Record<string, string>;
-}
-
-function status(store: RecordStore, dp: Dataplane): { pods: PodStatus[]; node: Record<string, string>; maps: unknown; memory: NodeJS.MemoryUsage } {
+function status(store: RecordStore, dp: Dataplane): NodeStatus {
   const stringify = (o: Record<string, bigint>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, String(v)]));
   return {
     pods: store.all().map((r) => ({

@@ -15,21 +15,12 @@ import { LbFrontend } from '../dataplane/abi';
 import { KubeClient } from '../kube/client';
 import { Reflector } from '../kube/reflector';
 import { EndpointSliceObject, FrontendSpec, SERVICE_NAME_LABEL, ServiceObject, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
+import type { ServiceStatus } from '../../../api/agent-wire';
+
+export type { ServiceStatus };
 
 
 /** One frontend as `switchyard status services` and the metrics show it. */
-export interface ServiceStatus {
-  service: string;
-  frontend: string;
-  serviceId: number;
-  affinityTimeoutSeconds: number;
-  backends: string[];
-  /** No endpoint is ready: the backends are terminating but still serving. */
-  terminating?: true;
-  translations: string;
-  noBackend: string;
-}
-
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
 export class ServiceLoadBalancer {
