@@ -15,8 +15,10 @@
  * until Ctrl-C. Ctrl-C at any point removes everything the demo made; a
  * second run starts from nothing.
  */
+import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { projectRoot } from '../../native';
+import { distScript } from './netlab';
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { PodEvidence, describeNotReady } from './diagnose';
@@ -34,6 +36,16 @@ const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
 /** `$ kubectl …` and its output, as a user would see it. */
 function shown(c: RealCluster, args: string[], n = 3): string {
   return indent(`$ kubectl ${args.join(' ')}\n${c.kubectl(args)}`, n);
+}
+
+/** `kubectl switchyard …` (the plugin, cli/kubectl-plugin.ts) as a user runs it: the lab's kubectl and kubeconfig, nothing else. */
+function plugin(c: RealCluster, args: string[], n = 3): string {
+  const r = spawnSync(process.execPath, [distScript('cli/kubectl-plugin.js'), ...args, '--kubeconfig', c.cp.kubeconfig], {
+    encoding: 'utf8',
+    env: { ...process.env, KUBECTL: path.join(k8sBinDir(), 'kubectl') },
+  });
+  if (r.status !== 0) throw new Error(`kubectl switchyard ${args.join(' ')} exited ${r.status}:\n${r.stdout}${r.stderr}`);
+  return indent(`$ kubectl switchyard ${args.join(' ')}\n${r.stdout}`, n);
 }
 
 /** What `kubectl describe pod` and `kubectl logs` say about the pods of ns that are not Ready. */
@@ -157,7 +169,12 @@ async function main(): Promise<void> {
   say(indent(describe.slice(describe.indexOf('Events:')), 5));
 
   say();
-  say('8. Summary');
+  say('8. The same story with kubectl alone: the kubectl-switchyard plugin (cli/README.md), through the apiserver');
+  say(plugin(c, ['check']));
+  say(plugin(c, ['check-inject', podA.metadata!.name!, '-n', 'demo']));
+
+  say();
+  say('9. Summary');
   say(`   images ${secs(c.timings.imagesMs)}; control plane ${secs(c.timings.controlPlaneMs)}; ${c.nodeList.length} nodes ${secs(c.timings.nodesMs)}; install ${secs(c.timings.installMs)}`);
   say(`   3 pods injected by the webhook (a Deployment behind its Service), registered by the interceptor (a DaemonSet) during CNI ADD, Ready ${secs(tReady)} after kubectl apply`);
   say(`   app-a → app-b: ${viaService.length} requests via the Service (socket-level load balancing) and ${viaPod.length} via pod IPs, each through app-a's and app-b's sidecars`);

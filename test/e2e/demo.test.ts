@@ -75,6 +75,10 @@ lab.describe('the demo (main job)', () => {
     expect(new Set(inbound.map((m) => m[2])).size).toBe(2);
     expect(new Set(inbound.map((m) => m[1])).size).toBe(1);
     expect(out).toMatch(/demo\/app-b +10\.96\.\d+\.\d+:80\/TCP +10\.244\.\d+\.\d+:8080,10\.244\.\d+\.\d+:8080/);
+    // The plugin tells the same story through the apiserver.
+    expect(out).toContain('$ kubectl switchyard check\n');
+    expect(out).toContain('All checks passed.');
+    expect(out).toMatch(/demo\/app-a-\S+: injected, registered on lab-node\d/);
     expect(out).toContain('Teardown:');
     expect(leftovers(demo.pid, controlPlaneDirOf(demo.lines))).toEqual([]);
   }, 300_000);

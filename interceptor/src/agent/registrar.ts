@@ -84,7 +84,7 @@ export class Registrar {
       this.log('error', 'pod not registered', { pod: who, container: req.containerId, reason, error: err.message, duration_ms: ms(started).toFixed(2) });
       if (reason !== 'netns-missing') {
         // Each kubelet retry brings a new sandbox netns: left in, its path would make every retry a new Event instead of one with a count.
-        const note = err.message.split(req.netns).join("the sandbox's network namespace");
+        const note = err.message.split(`pod netns ${req.netns}`).join('the pod').split(req.netns).join("the sandbox's network namespace");
         this.podEvent(req, req.podUid || undefined, 'NotRegistered', `${reason}: ${note}; switchyard-cni refuses the sandbox (failurePolicy fail-closed) and the kubelet retries it`);
       }
       throw err;
