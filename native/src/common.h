@@ -77,6 +77,15 @@ inline bool IsPerCpu(uint32_t type) {
          type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
 
+// One file per concern, each registering its functions on the addon's exports.
+void InstallLibbpfLog();                                    // load.cc: libbpf's log goes into the errors
+void RegisterLoad(Napi::Env env, Napi::Object exports);       // load.cc: loadObject
+void RegisterAttach(Napi::Env env, Napi::Object exports);     // attach.cc: cgroup links, sk_msg
+void RegisterTc(Napi::Env env, Napi::Object exports);         // tc.cc: clsact and cls_bpf in a netns
+void RegisterMaps(Napi::Env env, Napi::Object exports);       // maps.cc: map access by pin
+void RegisterIntrospect(Napi::Env env, Napi::Object exports); // introspect.cc: prog stats, probes, bpffs, BTF
+void RegisterSockets(Napi::Env env, Napi::Object exports);    // sockets.cc: netns cookie, cgroup id, SO_ORIGINAL_DST
+
 // pins.cc: second names for pinned objects, link updates, map creation and
 // an object's map definitions (the upgrade path, interceptor/src/dataplane/upgrade.ts).
 void RegisterPins(Napi::Env env, Napi::Object exports);
