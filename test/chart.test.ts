@@ -9,7 +9,7 @@
  * values users set reach the objects, and bad values get one clear error.
  */
 import { execFileSync, spawnSync } from 'child_process';
-import { X509Certificate } from 'crypto';
+import { X509Certificate, createPrivateKey } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -96,7 +96,7 @@ tools.describe('the Helm chart', () => {
     expect(cert.checkHost('switchyard-webhook.switchyard-system.svc')).toBe('switchyard-webhook.switchyard-system.svc');
     expect(Date.parse(cert.validTo) - Date.now()).toBeGreaterThan(365 * 86_400_000);
     // A key that belongs to the certificate.
-    expect(cert.checkPrivateKey(require('crypto').createPrivateKey(Buffer.from(secret.data['tls.key'], 'base64')))).toBe(true);
+    expect(cert.checkPrivateKey(createPrivateKey(Buffer.from(secret.data['tls.key'], 'base64')))).toBe(true);
   });
 
   test('a certificate given in values is used as it is; half of one is refused', async () => {

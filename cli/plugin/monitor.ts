@@ -22,7 +22,12 @@ export async function monitor(o: Options, out: (s: string) => void): Promise<voi
   const streams = where.map((a) =>
     kubectlStream(o, ['exec', '-i', '-n', AGENT_NAMESPACE, a.name, '-c', AGENT_CONTAINER, '--', 'switchyard', ...args], (line) => {
       if (!line || (o.count !== undefined && seen >= o.count)) return;
-      const e = JSON.parse(line) as MonitorLine;
+      let e: MonitorLine;
+      try {
+        e = JSON.parse(line) as MonitorLine;
+      } catch {
+        return void out(`${a.node}: ${line}\n`); // not the agent's: pass it on as it is
+      }
       out(o.output === 'json' ? `${line}\n` : formatEvent(e, where.length > 1));
       if (!('lost' in e) && o.count !== undefined && ++seen >= o.count) stopAll();
     }),

@@ -19,8 +19,7 @@ import { frontendKey } from '../lb/services';
 import { CniError, Registrar, validateCniRequest } from './registrar';
 import { RecordStore } from './state';
 import { DecisionMonitor } from './monitor';
-import type { NodeReport } from '../../../api/agent-wire';
-import { MONITOR_PATH, NodeStatus, VERDICTS, Verdict } from '../../../api/agent-wire';
+import { MONITOR_PATH, NodeReport, NodeStatus, VERDICTS, Verdict } from '../../../api/agent-wire';
 
 /** Bytes of monitor lines the agent holds for one slow client before it skips lines. */
 const MONITOR_BACKLOG = 1 << 20;
