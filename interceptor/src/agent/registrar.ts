@@ -17,6 +17,8 @@ import { FailureReason, PodObject, REGISTRATION_REASONS, registrationDecision } 
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
 import { PodRecord, RecordStore } from './state';
+import { planReconcile, settingsChanged } from './reconcile';
+import type { Interception } from '../../../api/interception';
 
 /** CNI error codes: 3 unknown container, 4 invalid env, 7 invalid config, 11 try again later; 100+ ours (api/agent-wire.ts). */
 export class CniError extends Error {
@@ -219,60 +221,64 @@ export class Registrar {
    * Makes the maps match the API: unregisters records of pods that are gone
    * (or were replaced under the same name), registers running mesh pods that
    * are missing, updates changed settings, and drops map entries nobody owns.
+   * What to do is planned from one snapshot by planReconcile (reconcile.ts,
+   * pure and table-tested); this executes the plan, logging and counting.
    */
   reconcile(): { reregistered: number; removed: number; updated: number } {
     const out = { reregistered: 0, removed: 0, updated: 0 };
-    const live = new Map(this.pods.all().map((p) => [p.metadata!.uid!, p]));
-    for (const r of this.store.all()) {
-      const pod = live.get(r.uid);
-      if (!pod || !registrationDecision(pod).register) {
-        this.dp.unregisterPod(BigInt(r.netnsCookie));
-        this.store.delete(r.containerId);
-        this.metrics.reconciled.inc({ action: 'unregistered_stale' });
-        this.log('info', 'pod unregistered', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, reason: pod ? 'no-longer-managed' : 'pod-deleted' });
-        out.removed++;
-      } else if (!this.dp.pod(BigInt(r.netnsCookie)) || r.ips.some((ip) => this.dp.ipOwner(ip) === null)) {
-        // The record outlived its map entries (removed by hand, or a crash mid-registration).
-        if (this.reregister(r, 'reconcile-missing-entry')) out.reregistered++;
-      } else if (this.updateSettings(r, pod)) out.updated++;
-    }
-    for (const pod of live.values()) {
-      const d = registrationDecision(pod);
-      if (!d.register || this.store.byUid(pod.metadata!.uid!).length > 0) continue;
-      const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).filter(Boolean);
-      const sandbox = ips.length ? this.sandboxOf(pod) : undefined;
-      if (!sandbox) continue; // not running yet: CNI ADD will register it
-      const record: PodRecord = {
-        containerId: `reconciled-${pod.metadata!.uid}`,
-        namespace: pod.metadata!.namespace!,
-        name: pod.metadata!.name!,
-        uid: pod.metadata!.uid!,
-        netnsPath: sandbox.netnsPath,
-        ifname: 'eth0', // the pod interface name Kubernetes runtimes use
-        ips,
-        cgroupPath: sandbox.cgroupPath,
-        netnsCookie: '', // set by reregister
-        interception: d.interception,
-        registeredAt: new Date().toISOString(),
-      };
-      if (this.reregister(record, 'reconcile-missing')) out.reregistered++;
-    }
-    // Map entries that no record owns (state lost, or a crash between map write and record write).
-    const owned = new Set(this.store.all().map((r) => r.netnsCookie));
-    for (const cookie of this.dp.pods().keys()) {
-      if (owned.has(String(cookie))) continue;
-      this.dp.unregisterPod(cookie);
-      this.metrics.reconciled.inc({ action: 'unregistered_stale' });
-      this.log('info', 'pod unregistered', { netns_cookie: String(cookie), reason: 'unowned-map-entry' });
-      out.removed++;
+    const actions = planReconcile({ records: this.store.all(), pods: this.pods.all(), mapPods: [...this.dp.pods().keys()], ipOwner: (ip) => this.dp.ipOwner(ip) });
+    /** Netns cookies this pass registered: an entry unowned in the snapshot may be one of them by now. */
+    const claimed = new Set<string>();
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'unregister':
+          this.dp.unregisterPod(BigInt(a.record.netnsCookie));
+          this.store.delete(a.record.containerId);
+          this.metrics.reconciled.inc({ action: 'unregistered_stale' });
+          this.log('info', 'pod unregistered', { pod: `${a.record.namespace}/${a.record.name}`, netns_cookie: a.record.netnsCookie, reason: a.reason });
+          out.removed++;
+          break;
+        case 'reregister':
+          if (this.reregister(a.record, 'reconcile-missing-entry', claimed)) out.reregistered++;
+          break;
+        case 'update':
+          if (this.updateSettings(a.record, a.interception)) out.updated++;
+          break;
+        case 'register-running': {
+          const sandbox = this.sandboxOf(a.pod);
+          if (!sandbox) break; // no process yet: its CNI ADD will register it
+          const record: PodRecord = {
+            containerId: `reconciled-${a.pod.metadata!.uid}`,
+            namespace: a.pod.metadata!.namespace!,
+            name: a.pod.metadata!.name!,
+            uid: a.pod.metadata!.uid!,
+            netnsPath: sandbox.netnsPath,
+            ifname: 'eth0', // the pod interface name Kubernetes runtimes use
+            ips: a.ips,
+            cgroupPath: sandbox.cgroupPath,
+            netnsCookie: '', // set by reregister
+            interception: a.interception,
+            registeredAt: new Date().toISOString(),
+          };
+          if (this.reregister(record, 'reconcile-missing', claimed)) out.reregistered++;
+          break;
+        }
+        case 'drop-unowned':
+          if (claimed.has(String(a.netnsCookie))) break;
+          this.dp.unregisterPod(a.netnsCookie);
+          this.metrics.reconciled.inc({ action: 'unregistered_stale' });
+          this.log('info', 'pod unregistered', { netns_cookie: String(a.netnsCookie), reason: 'unowned-map-entry' });
+          out.removed++;
+          break;
+      }
     }
     return out;
   }
 
-  /** Registers a record's pod again and stores the record with its (new) netns cookie. */
-  private reregister(r: PodRecord, reason: 'reconcile-missing' | 'reconcile-missing-entry'): boolean {
+  private reregister(r: PodRecord, reason: 'reconcile-missing' | 'reconcile-missing-entry', claimed: Set<string>): boolean {
     try {
       const reg = this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: r.interception, ifname: r.ifname });
+      claimed.add(String(reg.netnsCookie));
       this.store.put({ ...r, netnsCookie: String(reg.netnsCookie), tcCreatedQdisc: r.tcCreatedQdisc || reg.tc?.createdQdisc });
       this.metrics.reconciled.inc({ action: 'reregistered' });
       this.log('info', 'pod registered', { pod: `${r.namespace}/${r.name}`, netns_cookie: String(reg.netnsCookie), ips: r.ips.join(','), cgroup: r.cgroupPath, reason });
@@ -285,27 +291,24 @@ export class Registrar {
   }
 
   /** Applies changed interception annotations to a registered pod. */
-  updateSettings(r: PodRecord, pod: PodObject): boolean {
-    const d = registrationDecision(pod);
-    if (!d.register || JSON.stringify(d.interception) === JSON.stringify(r.interception)) return false;
+  private updateSettings(r: PodRecord, interception: Interception): boolean {
     try {
-      this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception: d.interception });
+      this.dp.registerPod({ netnsPath: r.netnsPath, cgroupPath: r.cgroupPath, ips: r.ips, interception });
     } catch (e) {
       this.log('error', 'pod settings not updated', { pod: `${r.namespace}/${r.name}`, error: (e as Error).message });
       return false;
     }
-    this.store.put({ ...r, interception: d.interception });
+    this.store.put({ ...r, interception });
     this.metrics.reconciled.inc({ action: 'updated' });
-    this.log('info', 'pod settings updated', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, exclude_inbound: d.interception.excludeInboundPorts.join(',') || '-', exclude_outbound: d.interception.excludeOutboundPorts.join(',') || '-', exclude_cidrs: d.interception.excludeOutboundCidrs.join(',') || '-' });
+    this.log('info', 'pod settings updated', { pod: `${r.namespace}/${r.name}`, netns_cookie: r.netnsCookie, exclude_inbound: interception.excludeInboundPorts.join(',') || '-', exclude_outbound: interception.excludeOutboundPorts.join(',') || '-', exclude_cidrs: interception.excludeOutboundCidrs.join(',') || '-' });
     return true;
   }
 
   /** Watch events: settings changes and deletions (tombstones included). */
   onPodUpsert(pod: PodObject): void {
-    for (const r of this.store.byUid(pod.metadata?.uid ?? '')) {
-      if (!registrationDecision(pod).register) continue;
-      this.updateSettings(r, pod);
-    }
+    const d = registrationDecision(pod);
+    if (!d.register) return;
+    for (const r of this.store.byUid(pod.metadata?.uid ?? '')) if (settingsChanged(r, d.interception)) this.updateSettings(r, d.interception);
   }
 
   onPodDelete(pod: PodObject): void {
