@@ -19,6 +19,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 ADDON      := $(BUILD)/native/switchyard.node
 ADDON_SRC  := $(wildcard native/src/*.cc)
 ADDON_HDR  := $(wildcard native/src/*.h)
+ORIGDST    := $(BUILD)/native/origdst.node
 NAPI_INC   := -I node_modules/node-addon-api -I node_modules/node-api-headers/include
 CXXFLAGS   := -std=c++17 -O2 -g -fPIC -Wall -Wextra -Werror -fvisibility=hidden \
               -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED -DNAPI_CPP_EXCEPTIONS \
@@ -65,11 +66,15 @@ $(BUILD)/bpf-alt/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(ALT_CFLAGS) -DSY_HANDOFF_COOKIE -c $< -o $@
 
-native: $(ADDON)
+native: $(ADDON) $(ORIGDST)
 # Node-API symbols resolve against the running node binary at dlopen time.
 $(ADDON): $(ADDON_SRC) $(ADDON_HDR)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -shared -o $@ $(ADDON_SRC) -lbpf -lelf -lz
+# The sidecar's own addon: SO_ORIGINAL_DST only, no libbpf (native/origdst.ts).
+$(ORIGDST): native/src/origdst/origdst.cc native/src/errors.h
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -shared -o $@ $<
 
 cni: $(CNI)
 # Static, so it runs from /opt/cni/bin on any node.

@@ -90,7 +90,6 @@ export interface Native {
   progInfo(progPin: string): ProgInfo;
   netnsCookie(netnsPath: string): bigint;
   cgroupId(cgroupPath: string): bigint;
-  originalDst(fd: number, family: 4 | 6): { address: string; port: number } | null;
   probeProgType(type: ProgType): boolean;
   probeHelper(type: ProgType, helper: Helper): boolean;
   isBpffs(path: string): boolean;

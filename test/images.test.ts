@@ -5,13 +5,17 @@
  * module graph from those files alone and do its job. A module that only a
  * devDependency provides fails here exactly as it would in the image.
  *
- * The sidecar image is not here yet: it loads the libbpf addon, which its
- * distroless base cannot (issue: one contract, images whose entry points run).
+ * The sidecar's set holds its own addon (origdst.node) and not the agent's:
+ * it must start and ask SO_ORIGINAL_DST from that alone, and the addon must
+ * not need libbpf.
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
+import * as net from 'net';
 import * as path from 'path';
+import { freePort } from '../lab/src/ports';
+import { Proc } from '../lab/src/proc';
 
 const root = path.join(__dirname, '..');
 
@@ -53,5 +57,25 @@ describe('image file sets: entry points start without devDependencies', () => {
     const r = node(['dist/cli/main.js', 'certs', '--out', out, '--ip', '127.0.0.1']);
     expect(r.status).toBe(0);
     expect(fs.readdirSync(out).sort()).toEqual(['ca.crt', 'ca.key', 'mutatingwebhookconfiguration.yaml', 'secret.yaml', 'tls.crt', 'tls.key']);
+  });
+
+  test('switchyard-sidecar starts from its set with its own addon only, which links no libbpf, and asks SO_ORIGINAL_DST', async () => {
+    fs.mkdirSync(path.join(dir, 'build', 'native'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'build', 'native', 'origdst.node'), path.join(dir, 'build', 'native', 'origdst.node'));
+    const needed = execFileSync('readelf', ['-d', path.join(dir, 'build', 'native', 'origdst.node')], { encoding: 'utf8' });
+    expect(needed).toContain('(NEEDED)');
+    expect(needed).not.toMatch(/libbpf|libelf/);
+    const [outbound, inbound, admin] = [await freePort(), await freePort(), await freePort()];
+    const sidecar = new Proc('sidecar', spawn(process.execPath, ['dist/sidecar/src/main.js', '--outbound-port', String(outbound), '--inbound-port', String(inbound), '--admin-port', String(admin)], { cwd: dir }));
+    try {
+      await sidecar.waitForJson((o) => o.event === 'ready');
+      // A connection nothing redirected: the kernel has no original destination for it, and the sidecar says so.
+      await new Promise<void>((resolve, reject) => net.connect(outbound, '127.0.0.1').on('error', reject).on('close', () => resolve()).resume());
+      const line = await sidecar.waitForLine((l) => l.includes(' outbound '));
+      expect(line).toContain('result=no_original_dst');
+      expect(sidecar.stderr).not.toMatch(/Cannot find module|addon is missing/);
+    } finally {
+      await sidecar.stop('SIGKILL');
+    }
   });
 });

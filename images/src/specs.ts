@@ -90,7 +90,7 @@ export const IMAGES: ImageSpec[] = [
     name: `ghcr.io/switchyard-dev/proxy:${VERSION}`,
     user: '1337:1337',
     entries: ['sidecar/src/main.js'],
-    files: ['build/native/switchyard.node'],
+    files: ['build/native/origdst.node'],
     bin: { 'switchyard-sidecar': 'sidecar/src/main.js' },
     entrypoint: [NODE, '/app/dist/sidecar/src/main.js'],
   },

@@ -84,7 +84,7 @@ void RegisterAttach(Napi::Env env, Napi::Object exports);     // attach.cc: cgro
 void RegisterTc(Napi::Env env, Napi::Object exports);         // tc.cc: clsact and cls_bpf in a netns
 void RegisterMaps(Napi::Env env, Napi::Object exports);       // maps.cc: map access by pin
 void RegisterIntrospect(Napi::Env env, Napi::Object exports); // introspect.cc: prog stats, probes, bpffs, BTF
-void RegisterSockets(Napi::Env env, Napi::Object exports);    // sockets.cc: netns cookie, cgroup id, SO_ORIGINAL_DST
+void RegisterSockets(Napi::Env env, Napi::Object exports);    // sockets.cc: netns cookie, cgroup id
 
 // pins.cc: second names for pinned objects, link updates, map creation and
 // an object's map definitions (the upgrade path, interceptor/src/dataplane/upgrade.ts).

@@ -1,5 +1,5 @@
-// Identities the programs see, read from user space (a netns's cookie, a
-// cgroup's id), and the sidecar's SO_ORIGINAL_DST.
+// Identities the programs see, read from user space: a netns's cookie, a
+// cgroup's id. (The sidecar's SO_ORIGINAL_DST is its own addon: origdst/.)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,9 +14,6 @@ namespace {
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
-#endif
-#ifndef SO_ORIGINAL_DST
-#define SO_ORIGINAL_DST 80
 #endif
 
 // --------------------------------------------------------------- identities
@@ -54,44 +51,11 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, handle.id);
 }
 
-// -------------------------------------------------------------- the sidecar
-// originalDst(fd, family) -> { address, port } | null: SO_ORIGINAL_DST for an
-// accepted socket, answered by netfilter or by our cgroup/getsockopt program.
-Napi::Value OriginalDst(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = U32(info[0], "fd");
-  uint32_t family = U32(info[1], "family");
-  char text[INET6_ADDRSTRLEN] = {};
-  Napi::Object out = Napi::Object::New(env);
-  if (family == 4) {
-    struct sockaddr_in sa {};
-    socklen_t len = sizeof(sa);
-    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &sa, &len) < 0) {
-      if (errno == ENOENT || errno == ENOPROTOOPT) return env.Null();
-      ThrowErrno(env, errno, "getsockopt", "SO_ORIGINAL_DST failed");
-    }
-    inet_ntop(AF_INET, &sa.sin_addr, text, sizeof(text));
-    out.Set("port", ntohs(sa.sin_port));
-  } else {
-    struct sockaddr_in6 sa {};
-    socklen_t len = sizeof(sa);
-    if (getsockopt(fd, SOL_IPV6, SO_ORIGINAL_DST, &sa, &len) < 0) {
-      if (errno == ENOENT || errno == ENOPROTOOPT) return env.Null();
-      ThrowErrno(env, errno, "getsockopt", "IP6T_SO_ORIGINAL_DST failed");
-    }
-    inet_ntop(AF_INET6, &sa.sin6_addr, text, sizeof(text));
-    out.Set("port", ntohs(sa.sin6_port));
-  }
-  out.Set("address", text);
-  return out;
-}
-
 }  // namespace
 
 void RegisterSockets(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookie, "netnsCookie"));
   exports.Set("cgroupId", Napi::Function::New(env, CgroupId, "cgroupId"));
-  exports.Set("originalDst", Napi::Function::New(env, OriginalDst, "originalDst"));
 }
 
 }  // namespace switchyard

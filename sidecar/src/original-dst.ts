@@ -4,7 +4,7 @@
  * call, so this code does not know or care which one redirected the socket.
  */
 import * as net from 'net';
-import { native } from '../../native';
+import { origDstAddon } from '../../native/origdst';
 
 export interface Destination {
   address: string;
@@ -23,9 +23,9 @@ export function originalDst(socket: net.Socket): Destination | null {
   const peer = socket.remoteAddress ?? '';
   // v4 clients of a dual-stack listener appear as ::ffff:a.b.c.d; ask SOL_IP first for them.
   const v4 = net.isIPv4(peer) || peer.startsWith('::ffff:');
-  const first = native().originalDst(fd, v4 ? 4 : 6);
+  const first = origDstAddon().originalDst(fd, v4 ? 4 : 6);
   if (first) return normalize(first);
-  const second = native().originalDst(fd, v4 ? 6 : 4);
+  const second = origDstAddon().originalDst(fd, v4 ? 6 : 4);
   return second ? normalize(second) : null;
 }
 
