@@ -122,19 +122,27 @@ export function projectRoot(): string {
   }
 }
 
-export const ADDON_PATH = process.env.SWITCHYARD_ADDON ?? path.join(projectRoot(), 'build', 'native', 'switchyard.node');
-export const BPF_OBJECT_DIR = process.env.SWITCHYARD_BPF_DIR ?? path.join(projectRoot(), 'build', 'bpf');
+/** The addon: $SWITCHYARD_ADDON, or build/native/ of the root. Resolved when asked, so importing this module never throws. */
+export function addonPath(): string {
+  return process.env.SWITCHYARD_ADDON ?? path.join(projectRoot(), 'build', 'native', 'switchyard.node');
+}
+
+/** The BPF objects: $SWITCHYARD_BPF_DIR, or build/bpf/ of the root. */
+export function bpfObjectDir(): string {
+  return process.env.SWITCHYARD_BPF_DIR ?? path.join(projectRoot(), 'build', 'bpf');
+}
 
 let cached: Native | undefined;
 
 /** Loads the addon on first use, with an error that says how to build it. */
 export function native(): Native {
   if (!cached) {
-    if (!fs.existsSync(ADDON_PATH)) {
-      throw new Error(`the Switchyard native addon is missing at ${ADDON_PATH}: build it with 'make native'`);
+    const file = addonPath();
+    if (!fs.existsSync(file)) {
+      throw new Error(`the Switchyard native addon is missing at ${file}: build it with 'make native'`);
     }
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = require(ADDON_PATH) as Native;
+    cached = require(file) as Native;
   }
   return cached;
 }

@@ -5,7 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { BPF_OBJECT_DIR, BtfEnum, BtfStruct, native } from '../native';
+import { bpfObjectDir, BtfEnum, BtfStruct, native } from '../native';
 import { COUNTERS, LAYOUTS, POD_CONFIG, POD_FLAG_NO_SOCKMAP, decodePodConfig, encodePodConfig } from '../interceptor/src/dataplane/abi';
 import { parseCidr } from '../api/addr';
 import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
@@ -14,7 +14,7 @@ import { DEFAULT_MAP_SIZES } from '../interceptor/src/dataplane/config';
 import { ABI_VERSION } from '../interceptor/src/dataplane/abi-record';
 import { projectRoot } from '../native';
 
-const objects = [...new Set(PROGRAMS.map((p) => path.join(BPF_OBJECT_DIR, `${p.object}.bpf.o`)))];
+const objects = [...new Set(PROGRAMS.map((p) => path.join(bpfObjectDir(), `${p.object}.bpf.o`)))];
 
 describe('ABI shared by BPF and TypeScript', () => {
   test('every BPF object is built', () => {
@@ -48,14 +48,14 @@ describe('ABI shared by BPF and TypeScript', () => {
   const handoffs = ['task-storage', 'socket-cookie'] as const;
 
   test.each(handoffs)("the agent's default map sizes are the sizes the objects define (%s)", (handoff) => {
-    const defined = new Map(OBJECTS.flatMap((o) => native().objectMaps(objectFile(BPF_OBJECT_DIR, o, handoff), {})).map((m) => [m.name, m.maxEntries]));
+    const defined = new Map(OBJECTS.flatMap((o) => native().objectMaps(objectFile(bpfObjectDir(), o, handoff), {})).map((m) => [m.name, m.maxEntries]));
     const sized = Object.entries(DEFAULT_MAP_SIZES).filter(([name]) => defined.has(name));
     expect(sized.length).toBeGreaterThan(10);
     for (const [name, size] of sized) expect([name, defined.get(name)]).toEqual([name, size]);
   });
 
   test.each(handoffs)("PROGRAMS is the objects' programs, each attached the way libbpf reads its SEC() (%s)", (handoff) => {
-    const progs = OBJECTS.flatMap((o) => native().objectPrograms(objectFile(BPF_OBJECT_DIR, o, handoff)).map((p) => ({ ...p, object: o })));
+    const progs = OBJECTS.flatMap((o) => native().objectPrograms(objectFile(bpfObjectDir(), o, handoff)).map((p) => ({ ...p, object: o })));
     expect(progs.map((p) => p.name).sort()).toEqual(PROGRAMS.map((p) => p.name).sort());
     for (const p of PROGRAMS) {
       const built = progs.find((x) => x.name === p.name)!;

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { BPF_OBJECT_DIR, native } from '../../native';
+import { bpfObjectDir, native } from '../../native';
 import { ConfigError, DEFAULT_INTERCEPTION } from '../../api/interception';
 import { Dataplane, DataplaneError } from '../../interceptor/src/dataplane/dataplane';
 import { HostError } from '../../interceptor/src/dataplane/host';
@@ -42,7 +42,7 @@ describeKernel('dataplane failures leave nothing half-done', () => {
     );
     expect(fs.existsSync(pinRoot)).toBe(false);
     // The addon says the same thing in its own words if asked directly.
-    expect(() => native().loadObject(path.join(BPF_OBJECT_DIR, 'sy_connect.bpf.o'), tmp, tmp, {})).toThrow(
+    expect(() => native().loadObject(path.join(bpfObjectDir(), 'sy_connect.bpf.o'), tmp, tmp, {})).toThrow(
       /bpffs is not mounted at .*: mount it with 'mount -t bpf bpf \/sys\/fs\/bpf'/,
     );
     nothingLoaded();
@@ -73,7 +73,7 @@ describeKernel('dataplane failures leave nothing half-done', () => {
   test('a failure half-way through loading is rolled back', () => {
     const objects = path.join(tmp, 'objects');
     fs.mkdirSync(objects);
-    for (const f of fs.readdirSync(BPF_OBJECT_DIR)) fs.copyFileSync(path.join(BPF_OBJECT_DIR, f), path.join(objects, f));
+    for (const f of fs.readdirSync(bpfObjectDir())) fs.copyFileSync(path.join(bpfObjectDir(), f), path.join(objects, f));
     // The last object is corrupt: the first ones load, pin and attach, then this one fails.
     fs.writeFileSync(path.join(objects, 'sy_tc.bpf.o'), 'not an ELF file');
     expect(() => Dataplane.load({ cgroupPath: lab.cgroupRoot, pinRoot: lab.pinRoot, objectDir: objects })).toThrow(

@@ -25,7 +25,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { readablePath } from '../../lab/src/readable';
-import { BPF_OBJECT_DIR, native, projectRoot } from '../../native';
+import { bpfObjectDir, native, projectRoot } from '../../native';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { AgentNode, TestPod } from '../helpers/agent-node';
 import { loadAbi1, registerAbi1 } from '../helpers/abi-v1';
@@ -211,7 +211,7 @@ class V1Node {
   expectCurrentPins(build: string): void {
     const root = this.h.lab.pinRoot;
     const n = native();
-    const maps = new Set(OBJECTS.flatMap((o) => n.objectMaps(objectFile(BPF_OBJECT_DIR, o, this.handoff), {}).filter((m) => m.pinned).map((m) => m.name)));
+    const maps = new Set(OBJECTS.flatMap((o) => n.objectMaps(objectFile(bpfObjectDir(), o, this.handoff), {}).filter((m) => m.pinned).map((m) => m.name)));
     expect(fs.readdirSync(root).sort()).toEqual([...maps, 'links', 'progs', 'sy_abi'].sort());
     expect(fs.readdirSync(path.join(root, 'progs')).sort()).toEqual(PROGRAMS.map((p) => p.name).sort());
     expect(readAbiRecord(path.join(root, 'sy_abi'))).toMatchObject({ version: ABI_VERSION, phase: Phase.Live, build });
@@ -239,7 +239,7 @@ describeKernel('upgrading the agent across a BPF ABI change, with traffic flowin
       expect(upgraded).toContain(`abi_from=1 abi_to=${ABI_VERSION}`);
       expect(upgraded).toContain('sy_counters:add');
       expect(upgraded).toMatch(/tc_filters_swapped=4/);
-      await node.finish(buildId(BPF_OBJECT_DIR, node.handoff));
+      await node.finish(buildId(bpfObjectDir(), node.handoff));
       expect(readAbiRecord(path.join(node.h.lab.pinRoot, 'sy_abi'))?.from).toBe(1);
     } finally {
       await node.h.stop();
@@ -248,7 +248,7 @@ describeKernel('upgrading the agent across a BPF ABI change, with traffic flowin
 
   test(`the agent SIGKILLed at ${KILLS} random failpoints of one upgrade and ${TIMED_KILLS} random moments of others: each restart resumes or rolls back, with the same guarantees`, async () => {
     const node = new V1Node('10.93.0', '10.94.0.0/16', 'node-upgrade-kill');
-    const dirs = [BPF_OBJECT_DIR, ALT_OBJECT_DIR];
+    const dirs = [bpfObjectDir(), ALT_OBJECT_DIR];
     const builds = dirs.map((d) => buildId(d, node.handoff));
     expect(builds[0]).not.toBe(builds[1]);
     const stats = { failpointKills: 0, timedKills: 0, resumed: 0, rolledBack: 0, killedAt: {} as Record<string, number> };

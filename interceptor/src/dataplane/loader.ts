@@ -7,7 +7,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { BPF_OBJECT_DIR, native } from '../../../native';
+import { bpfObjectDir, native } from '../../../native';
 import { ABI_VERSION, Phase, writeAbiRecord } from './abi-record';
 import { MapSizes, validateMapSizes } from './config';
 import { DataplaneError } from './errors';
@@ -57,7 +57,7 @@ const exists = pinExists;
  */
 export function loadPins(opts: DataplaneOptions): Pinned {
   const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
-  const objectDir = opts.objectDir ?? BPF_OBJECT_DIR;
+  const objectDir = opts.objectDir ?? bpfObjectDir();
   const sizes = validateMapSizes(opts.mapSizes ?? {});
   const cgroupPath = checkCgroup(opts);
   const handoff = opts.origdstHandoff ?? origdstHandoff(opts.probe);
@@ -128,7 +128,7 @@ export function adoptPins(opts: { pinRoot?: string; cgroupPath: string }): Pinne
  */
 export function openPins(opts: OpenOptions): Pinned & Opened {
   const pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
-  const objectDir = opts.objectDir ?? BPF_OBJECT_DIR;
+  const objectDir = opts.objectDir ?? bpfObjectDir();
   const handoff = opts.origdstHandoff ?? origdstHandoff(opts.probe);
   ensureBpffs(pinRoot);
   const up: UpgradeOptions = {
