@@ -18,11 +18,11 @@
  * Injected YAML goes to stdout; one line per object with the decision goes to stderr.
  */
 import * as fs from 'fs';
-import * as http from 'http';
 import * as path from 'path';
 import { stringify } from 'yaml';
 import { DEFAULT_AGENT_SOCKET, ServiceStatus, VERDICTS, Verdict } from '../api/agent-wire';
 import { streamMonitor } from './monitor';
+import { agentGet } from './agent-client';
 import { failed, formatChecks, nodeChecks } from './checks';
 import { DEFAULT_CONFIG, loadConfig } from '../webhook/src/config';
 import { injectYaml, uninjectYaml } from '../webhook/src/offline';
@@ -58,33 +58,6 @@ function wantsJson(args: string[]): boolean {
   return args.includes('-ojson') || (i >= 0 && args[i + 1] === 'json');
 }
 
-function agentGet(socketPath: string, urlPath: string): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    http
-      // agent: false: no keep-alive pool, so a connection the agent idled out is never reused.
-      .get({ socketPath, path: urlPath, agent: false }, (res) => {
-        let data = '';
-        res.on('data', (c) => (data += c)).on('end', () => {
-          try {
-            resolve({ status: res.statusCode!, body: JSON.parse(data) });
-          } catch {
-            reject(new Error(`the interceptor sent an unreadable reply: ${data.slice(0, 200)}`));
-          }
-        });
-      })
-      .on('error', (e: NodeJS.ErrnoException) =>
-        reject(
-          new Error(
-            e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-              ? `the Switchyard interceptor is not running on this node (no socket at ${socketPath})`
-              : e.code === 'EACCES'
-                ? `permission denied on ${socketPath}: run as root`
-                : e.message,
-          ),
-        ),
-      );
-  });
-}
 
 
 async function statusCommand(args: string[], out: (s: string) => void): Promise<number> {

@@ -6,6 +6,7 @@
  */
 import * as http from 'http';
 import { MONITOR_PATH, MonitorEventLine, MonitorLostLine } from '../api/agent-wire';
+import { socketError } from './agent-client';
 
 export type MonitorLine = MonitorEventLine | MonitorLostLine;
 
@@ -76,7 +77,7 @@ export function streamMonitor(o: MonitorOptions, out: (s: string) => void): Prom
     });
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ECONNRESET' && o.count !== undefined && seen >= o.count) return;
-      reject(e.code === 'ENOENT' || e.code === 'ECONNREFUSED' ? new Error(`the Switchyard interceptor is not running on this node (no socket at ${o.socket})`) : e);
+      reject(socketError(e, o.socket));
     });
   });
 }
