@@ -6,7 +6,7 @@
  * under the lab's run root and readable by all:
  *
  *   dist/            the compiled scripts
- *   build/native/    the addon (the sidecar's SO_ORIGINAL_DST lookup)
+ *   build/native/    the addons (origdst.node: the sidecar's SO_ORIGINAL_DST lookup)
  *   test/fixtures/   the Python peers
  *
  * The copy is named after this process (sylab-<pid>p…), so the sweep of dead
