@@ -4,12 +4,14 @@ describe('kubectl switchyard: arguments as kubectl takes them', () => {
   test('global flags go to kubectl, -n and -o are the plugin\'s, the rest is positional', () => {
     expect(parseArgs(['web-1', '--context', 'prod', '-n', 'apps', '--kubeconfig=/k', '-o', 'wide'])).toEqual({
       kubectlFlags: ['--context=prod', '--kubeconfig=/k'],
+      installNamespace: 'switchyard-system',
       namespace: 'apps',
       output: 'wide',
       positional: ['web-1'],
     });
     expect(parseArgs(['web-1', '10.96.0.10:80', '--uid', '1000']).uid).toBe('1000');
     expect(parseArgs(['--type', 'drop', '--count', '3', '-f', '-'])).toMatchObject({ type: 'drop', count: 3, filename: '-' });
+    expect(parseArgs(['--switchyard-namespace', 'mesh-system', '-n', 'apps'])).toMatchObject({ installNamespace: 'mesh-system', namespace: 'apps' });
   });
 
   test('bad input is one clear error, and nothing runs', async () => {

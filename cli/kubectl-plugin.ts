@@ -30,7 +30,8 @@ Commands:
   monitor [POD] [--type redirect|pass|drop] [--count N] [-o json]
                                          the kernel's decisions as they happen, one line each, from every node
 
-Flags: --kubeconfig FILE, --context NAME, -n/--namespace NS, as kubectl. $KUBECTL names the kubectl binary.
+Flags: --kubeconfig FILE, --context NAME, -n/--namespace NS, as kubectl; --switchyard-namespace NS where Switchyard is
+installed (default switchyard-system). $KUBECTL names the kubectl binary.
 `;
 
 const COMMANDS: Record<string, (o: Options, out: (s: string) => void) => number | void | Promise<void>> = {

@@ -10,7 +10,7 @@
  * the answer of the agent on the pod's node.
  */
 import * as fs from 'fs';
-import { INSTALL, MANAGED_LABEL, SIDECAR_CONTAINER_NAME, SWITCHYARD_NAMESPACE } from '../../api/contract';
+import { INSTALL, MANAGED_LABEL, SIDECAR_CONTAINER_NAME } from '../../api/contract';
 import { mergeConfig } from '../../webhook/src/config';
 import { PodLike, decide, isInjected } from '../../webhook/src/inject';
 import { podsInYaml, uninjected } from '../../webhook/src/offline';
@@ -30,8 +30,8 @@ const TO_INJECT: Partial<Record<Reason, (ns: string) => string>> = {
 };
 
 function injectorConfig(o: Options) {
-  const cm = getJson(o, ['configmap', '-n', SWITCHYARD_NAMESPACE, INSTALL.config]);
-  if (!cm) throw new PluginError(`ConfigMap ${SWITCHYARD_NAMESPACE}/${INSTALL.config} not found: is Switchyard installed?`);
+  const cm = getJson(o, ['configmap', '-n', o.installNamespace, INSTALL.config]);
+  if (!cm) throw new PluginError(`ConfigMap ${o.installNamespace}/${INSTALL.config} not found: is Switchyard installed there (--switchyard-namespace NS)?`);
   return mergeConfig(JSON.parse(cm.data?.['injector.json'] ?? '{}'));
 }
 

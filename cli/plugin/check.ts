@@ -12,14 +12,13 @@
  *                what this release generates for the installed settings
  */
 import { X509Certificate } from 'crypto';
-import { INSTALL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME, SWITCHYARD_NAMESPACE, SYSTEM_NAMESPACES } from '../../api/contract';
+import { INSTALL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, SIDECAR_CONTAINER_NAME, SYSTEM_NAMESPACES } from '../../api/contract';
 import { mergeConfig } from '../../webhook/src/config';
 import { mutatingWebhookConfiguration } from '../../webhook/src/webhook-config';
 import { Check, fail, failed, formatChecks, nodeChecks, ok, warn } from '../checks';
 import { AgentPod, Options, PluginError, agents, getJson, kubectl, onNode } from './kubectl';
 
 const CERT_WARN_DAYS = 30;
-const NS = SWITCHYARD_NAMESPACE;
 
 function nodeSection(o: Options): Check[] {
   const nodes = JSON.parse(kubectl(o, ['get', 'nodes', '-o', 'json'])).items as any[];
@@ -38,14 +37,14 @@ function nodeSection(o: Options): Check[] {
       continue;
     }
     if (!agent.ready) {
-      out.push(fail(`${name}: interceptor ${agent.name} is not Ready`, `see kubectl logs -n ${NS} ${agent.name} -c interceptor and kubectl describe pod -n ${NS} ${agent.name}`));
+      out.push(fail(`${name}: interceptor ${agent.name} is not Ready`, `see kubectl logs -n ${o.installNamespace} ${agent.name} -c interceptor and kubectl describe pod -n ${o.installNamespace} ${agent.name}`));
       continue;
     }
     out.push(ok(`${name}: interceptor ${agent.name} Ready`));
     try {
       out.push(...nodeChecks(JSON.parse(onNode(o, agent, ['check', '-o', 'json']))).map((c) => ({ ...c, what: `${name}: ${c.what}` })));
     } catch (e) {
-      out.push(fail(`${name}: cannot read the node report (${(e as Error).message})`, `is the interceptor image of this release? kubectl exec -n ${NS} ${agent.name} -c interceptor -- switchyard check`));
+      out.push(fail(`${name}: cannot read the node report (${(e as Error).message})`, `is the interceptor image of this release? kubectl exec -n ${o.installNamespace} ${agent.name} -c interceptor -- switchyard check`));
     }
   }
   return out;
@@ -54,7 +53,7 @@ function nodeSection(o: Options): Check[] {
 /** A namespace where a pod that asks for injection reaches the webhook: not a system one, not disabled. */
 function probeNamespace(o: Options): string | undefined {
   const items = JSON.parse(kubectl(o, ['get', 'namespaces', '-o', 'json'])).items as any[];
-  const usable = items.filter((n) => ![...SYSTEM_NAMESPACES, NS].includes(n.metadata.name) && n.metadata.labels?.[NAMESPACE_INJECTION_LABEL] !== 'disabled' && !n.metadata.deletionTimestamp);
+  const usable = items.filter((n) => ![...SYSTEM_NAMESPACES, o.installNamespace].includes(n.metadata.name) && n.metadata.labels?.[NAMESPACE_INJECTION_LABEL] !== 'disabled' && !n.metadata.deletionTimestamp);
   return (usable.find((n) => n.metadata.name === 'default') ?? usable[0])?.metadata.name;
 }
 
@@ -74,16 +73,16 @@ function reachability(o: Options): Check {
       ? ok(`the apiserver calls the webhook: a dry-run pod in namespace ${ns} that asks for injection came back with ${SIDECAR_CONTAINER_NAME}`)
       : fail(
           `a dry-run pod in namespace ${ns} that asks for injection came back without ${SIDECAR_CONTAINER_NAME}`,
-          `the webhook was not called or skipped it; with failurePolicy Ignore an unreachable webhook looks like this: see kubectl logs -n ${NS} -l app.kubernetes.io/name=${INSTALL.webhookDeployment}`,
+          `the webhook was not called or skipped it; with failurePolicy Ignore an unreachable webhook looks like this: see kubectl logs -n ${o.installNamespace} -l app.kubernetes.io/name=${INSTALL.webhookDeployment}`,
         );
   } catch (e) {
-    return fail(`the apiserver could not use the webhook: ${(e as Error).message.replace(/^kubectl [^:]*: /, '')}`, `check the webhook pods, the Service ${INSTALL.webhookService} and its endpoints: kubectl get endpointslices -n ${NS}`);
+    return fail(`the apiserver could not use the webhook: ${(e as Error).message.replace(/^kubectl [^:]*: /, '')}`, `check the webhook pods, the Service ${INSTALL.webhookService} and its endpoints: kubectl get endpointslices -n ${o.installNamespace}`);
   }
 }
 
 function certificate(o: Options, caBundle: string | undefined): Check[] {
-  const secret = getJson(o, ['secret', '-n', NS, INSTALL.webhookSecret]);
-  if (!secret?.data?.['tls.crt']) return [fail(`Secret ${NS}/${INSTALL.webhookSecret} with tls.crt is missing`, 'switchyard certs --out DIR writes it (secret.yaml); apply it')];
+  const secret = getJson(o, ['secret', '-n', o.installNamespace, INSTALL.webhookSecret]);
+  if (!secret?.data?.['tls.crt']) return [fail(`Secret ${o.installNamespace}/${INSTALL.webhookSecret} with tls.crt is missing`, 'switchyard certs --out DIR writes it (secret.yaml); apply it')];
   const cert = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
   const out: Check[] = [];
   const days = Math.floor((Date.parse(cert.validTo) - Date.now()) / 86_400_000);
@@ -92,7 +91,7 @@ function certificate(o: Options, caBundle: string | undefined): Check[] {
   else if (days < 0) out.push(fail(`the webhook's certificate expired on ${cert.validTo}`, renew));
   else if (days < CERT_WARN_DAYS) out.push(warn(`the webhook's certificate expires in ${days} days (${cert.validTo})`, renew));
   else out.push(ok(`the webhook's certificate is valid until ${cert.validTo} (${days} days)`));
-  const host = `${INSTALL.webhookService}.${NS}.svc`;
+  const host = `${INSTALL.webhookService}.${o.installNamespace}.svc`;
   out.push(cert.checkHost(host) ? ok(`it names ${host}`) : fail(`it does not name ${host}`, 'make it again with switchyard certs (it names the Service)'));
   if (caBundle) {
     let signed = false;
@@ -121,20 +120,20 @@ export function drift(expected: unknown, actual: unknown, at = ''): string[] {
 
 function webhookSection(o: Options): Check[] {
   const out: Check[] = [];
-  const dep = getJson(o, ['deployment', '-n', NS, INSTALL.webhookDeployment]);
-  if (!dep) return [fail(`Deployment ${NS}/${INSTALL.webhookDeployment} is missing`, 'kubectl apply -k manifests/')];
+  const dep = getJson(o, ['deployment', '-n', o.installNamespace, INSTALL.webhookDeployment]);
+  if (!dep) return [fail(`Deployment ${o.installNamespace}/${INSTALL.webhookDeployment} is missing`, 'kubectl apply -k manifests/')];
   const ready = dep.status?.readyReplicas ?? 0;
   const want = dep.spec?.replicas ?? 1;
-  out.push(ready >= want ? ok(`Deployment ${INSTALL.webhookDeployment}: ${ready}/${want} replicas ready`) : ready > 0 ? warn(`Deployment ${INSTALL.webhookDeployment}: ${ready}/${want} replicas ready`, `kubectl describe deployment -n ${NS} ${INSTALL.webhookDeployment}`) : fail(`Deployment ${INSTALL.webhookDeployment}: no replica ready`, `kubectl describe deployment -n ${NS} ${INSTALL.webhookDeployment}; kubectl logs -n ${NS} -l app.kubernetes.io/name=${INSTALL.webhookDeployment}`));
+  out.push(ready >= want ? ok(`Deployment ${INSTALL.webhookDeployment}: ${ready}/${want} replicas ready`) : ready > 0 ? warn(`Deployment ${INSTALL.webhookDeployment}: ${ready}/${want} replicas ready`, `kubectl describe deployment -n ${o.installNamespace} ${INSTALL.webhookDeployment}`) : fail(`Deployment ${INSTALL.webhookDeployment}: no replica ready`, `kubectl describe deployment -n ${o.installNamespace} ${INSTALL.webhookDeployment}; kubectl logs -n ${o.installNamespace} -l app.kubernetes.io/name=${INSTALL.webhookDeployment}`));
   const mwc = getJson(o, ['mutatingwebhookconfiguration', INSTALL.webhookConfiguration]);
   if (!mwc) return [...out, fail(`MutatingWebhookConfiguration ${INSTALL.webhookConfiguration} is missing: no pod is injected`, 'switchyard certs --out DIR writes it; apply it (kubectl apply -k manifests/ does)')];
   out.push(reachability(o));
   const caBundle = mwc.webhooks?.[0]?.clientConfig?.caBundle as string | undefined;
   out.push(...certificate(o, caBundle));
-  const cm = getJson(o, ['configmap', '-n', NS, INSTALL.config]);
+  const cm = getJson(o, ['configmap', '-n', o.installNamespace, INSTALL.config]);
   const config = mergeConfig(JSON.parse(cm?.data?.['injector.json'] ?? '{}'));
   const expected = mutatingWebhookConfiguration(config, {
-    endpoint: { service: { name: INSTALL.webhookService, namespace: NS, port: 443, path: '/mutate' } },
+    endpoint: { service: { name: INSTALL.webhookService, namespace: o.installNamespace, port: 443, path: '/mutate' } },
     caBundlePem: caBundle ? Buffer.from(caBundle, 'base64').toString() : '',
   });
   const diffs = drift((expected as { webhooks: unknown }).webhooks, mwc.webhooks, 'webhooks');

@@ -7,7 +7,6 @@
 import { spawn, spawnSync } from 'child_process';
 import { SWITCHYARD_NAMESPACE } from '../../api/contract';
 
-export const AGENT_NAMESPACE = SWITCHYARD_NAMESPACE;
 export const AGENT_SELECTOR = 'app.kubernetes.io/name=switchyard-interceptor';
 export const AGENT_CONTAINER = 'interceptor';
 
@@ -15,6 +14,8 @@ export class PluginError extends Error {}
 
 export interface Options {
   kubectlFlags: string[];
+  /** Where Switchyard is installed (--switchyard-namespace; the manifests' and the chart's default otherwise). */
+  installNamespace: string;
   namespace?: string;
   output?: string;
   uid?: string;
@@ -24,11 +25,11 @@ export interface Options {
   positional: string[];
 }
 
-const VALUED = new Set(['--kubeconfig', '--context', '-n', '--namespace', '-o', '--output', '--uid', '--type', '--count', '-f', '--filename']);
+const VALUED = new Set(['--kubeconfig', '--context', '-n', '--namespace', '-o', '--output', '--uid', '--type', '--count', '-f', '--filename', '--switchyard-namespace']);
 const OUTPUTS = ['json', 'yaml', 'wide'];
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { kubectlFlags: [], positional: [] };
+  const o: Options = { kubectlFlags: [], installNamespace: SWITCHYARD_NAMESPACE, positional: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -44,6 +45,7 @@ export function parseArgs(argv: string[]): Options {
     else if (flag === '-o' || flag === '--output') o.output = v;
     else if (flag === '--type') o.type = v;
     else if (flag === '-f' || flag === '--filename') o.filename = v;
+    else if (flag === '--switchyard-namespace') o.installNamespace = v;
     else if (flag === '--count') {
       o.count = Number(v);
       if (!Number.isInteger(o.count) || o.count < 1) throw new PluginError(`--count ${v}: give a whole number above 0`);
@@ -101,8 +103,8 @@ export interface AgentPod {
 }
 
 export function agents(o: Options): AgentPod[] {
-  const list = JSON.parse(kubectl(o, ['get', 'pods', '-n', AGENT_NAMESPACE, '-l', AGENT_SELECTOR, '-o', 'json'])).items as any[];
-  if (!list.length) throw new PluginError(`no interceptor pods in ${AGENT_NAMESPACE}: is Switchyard installed (kubectl apply -k manifests/)?`);
+  const list = JSON.parse(kubectl(o, ['get', 'pods', '-n', o.installNamespace, '-l', AGENT_SELECTOR, '-o', 'json'])).items as any[];
+  if (!list.length) throw new PluginError(`no interceptor pods in ${o.installNamespace}: is Switchyard installed there (kubectl apply -k manifests/, or --switchyard-namespace NS)?`);
   return list.map((p) => ({
     name: p.metadata.name,
     node: p.spec.nodeName,
@@ -112,7 +114,7 @@ export function agents(o: Options): AgentPod[] {
 
 /** `switchyard …` in the agent pod on that node. */
 export function onNode(o: Options, agent: AgentPod, args: string[]): string {
-  return kubectl(o, ['exec', '-n', AGENT_NAMESPACE, agent.name, '-c', AGENT_CONTAINER, '--', 'switchyard', ...args]);
+  return kubectl(o, ['exec', '-n', o.installNamespace, agent.name, '-c', AGENT_CONTAINER, '--', 'switchyard', ...args]);
 }
 
 export function agentOn(o: Options, node: string): AgentPod {

@@ -7,7 +7,7 @@
  */
 import { VERDICTS, Verdict } from '../../api/agent-wire';
 import { MonitorLine, formatEvent } from '../monitor';
-import { AGENT_CONTAINER, AGENT_NAMESPACE, AgentPod, Options, PluginError, agentOn, agents, kubectlStream, namespaceOf, podNode } from './kubectl';
+import { AGENT_CONTAINER, AgentPod, Options, PluginError, agentOn, agents, kubectlStream, namespaceOf, podNode } from './kubectl';
 
 export async function monitor(o: Options, out: (s: string) => void): Promise<void> {
   const [pod, extra] = o.positional;
@@ -20,7 +20,7 @@ export async function monitor(o: Options, out: (s: string) => void): Promise<voi
   const args = ['monitor', '-o', 'json', '--until-stdin-closes', ...(target ? [target] : []), ...(o.type ? ['--type', o.type] : [])];
   let seen = 0;
   const streams = where.map((a) =>
-    kubectlStream(o, ['exec', '-i', '-n', AGENT_NAMESPACE, a.name, '-c', AGENT_CONTAINER, '--', 'switchyard', ...args], (line) => {
+    kubectlStream(o, ['exec', '-i', '-n', o.installNamespace, a.name, '-c', AGENT_CONTAINER, '--', 'switchyard', ...args], (line) => {
       if (!line || (o.count !== undefined && seen >= o.count)) return;
       let e: MonitorLine;
       try {

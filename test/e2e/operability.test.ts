@@ -26,7 +26,9 @@ const NS = 'shop';
 
 lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two real nodes', () => {
   let c: RealCluster;
-  const { k, json, agentOn, onNode, agentStatus: agentStatusOn, readyPods } = clusterView(() => c);
+  /** Where Switchyard runs: the kustomize install's namespace, until the Helm test installs it into another. */
+  let installNs = 'switchyard-system';
+  const { k, json, agentOn, onNode, agentStatus: agentStatusOn, readyPods } = clusterView(() => c, () => installNs);
   const env = () => ({ ...process.env, KUBECTL: path.join(k8sBinDir(), 'kubectl'), HOME: os.tmpdir() });
   /** kubectl switchyard …, as a user runs it: the plugin, a kubeconfig, nothing else. */
   const plugin = (...args: string[]) => {
@@ -182,7 +184,7 @@ lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two rea
     expect(why.out).toMatch(/Events: {5}.*NotRegistered on pod\/filler-[12]: registration-failed: .*map full/);
   }
 
-  test('helm: the chart replaces the kustomize install without losing a registration; pods are injected and check passes; helm uninstall leaves no Switchyard object', async () => {
+  test('helm: the chart replaces the kustomize install, in another namespace, without losing a registration; pods are injected and check passes; helm uninstall leaves no Switchyard object', async () => {
     /** Every running mesh pod is registered on its node, and nothing else is; the agents' logs when not. */
     const expectAllRegistered = (when: string) => {
       const mesh = (json('get', 'pods', '-n', NS, '-l', 'switchyard.dev/managed=true').items as V1Pod[])
@@ -191,7 +193,7 @@ lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two rea
         .sort();
       const registered = c.nodeList.flatMap((n) => agentStatusOn(n.name).pods.filter((p: { namespace: string }) => p.namespace === NS).map((p: { name: string }) => `${n.name}:${NS}/${p.name}`)).sort();
       if (JSON.stringify(registered) !== JSON.stringify(mesh)) {
-        const logs = c.nodeList.map((n) => `--- ${n.name}\n${k('logs', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor', '--tail=60')}`).join('\n');
+        const logs = c.nodeList.map((n) => `--- ${n.name}\n${k('logs', '-n', installNs, agentOn(n.name), '-c', 'interceptor', '--tail=60')}`).join('\n');
         throw new Error(`${when}: registered ${JSON.stringify(registered)}, running mesh pods ${JSON.stringify(mesh)}\n${logs}`);
       }
     };
@@ -205,20 +207,24 @@ lab.describe('troubleshooting with kubectl alone, and the Helm chart, on two rea
       if (r.status !== 0) throw new Error(`helm ${args.join(' ')}: ${r.stderr}`);
       return r.stdout;
     };
-    expect(helm('install', 'switchyard', CHART_DIR, '-n', 'switchyard-system', '--create-namespace', '--wait', '--timeout', '3m')).toContain('STATUS: deployed');
-    await eventually('the webhook Service has ready endpoints', () => (json('get', 'endpoints', '-n', 'switchyard-system', 'switchyard-webhook').subsets?.some((s: { addresses?: unknown[] }) => s.addresses?.length) ? true : undefined));
+    installNs = 'mesh-system';
+    expect(helm('install', 'switchyard', CHART_DIR, '-n', installNs, '--create-namespace', '--wait', '--timeout', '3m')).toContain('STATUS: deployed');
+    await eventually('the webhook Service has ready endpoints', () => (json('get', 'endpoints', '-n', installNs, 'switchyard-webhook').subsets?.some((s: { addresses?: unknown[] }) => s.addresses?.length) ? true : undefined));
     expectAllRegistered('after helm install (the new agents adopt the pins and the records)');
     k('rollout', 'restart', '-n', NS, 'deployment/app-a');
     k('rollout', 'status', '-n', NS, 'deployment/app-a', '--timeout=120s');
     const [a] = await readyPods(NS, 'app=app-a', 1);
     expectAllRegistered('after app-a was restarted');
     expect(a.spec!.initContainers!.map((x) => x.name)).toEqual(['switchyard-proxy']);
-    const checked = plugin('check');
+    // The plugin finds an install elsewhere when told where; not told, it says where it looked.
+    const checked = plugin('check', '--switchyard-namespace', installNs);
+    expect(checked.out).toContain(`✓ it names switchyard-webhook.${installNs}.svc`);
     expect(checked.out).toMatch(/All checks passed\.\n$/);
     expect(checked.code).toBe(0);
-    expect(plugin('check-inject', a.metadata!.name!, '-n', NS).out).toContain(`injected, registered on ${a.spec!.nodeName}`);
+    expect(plugin('check-inject', a.metadata!.name!, '-n', NS, '--switchyard-namespace', installNs).out).toContain(`injected, registered on ${a.spec!.nodeName}`);
+    expect(plugin('status', '-n', NS).err).toContain('no interceptor pods in switchyard-system: is Switchyard installed there (kubectl apply -k manifests/, or --switchyard-namespace NS)?');
 
-    helm('uninstall', 'switchyard', '-n', 'switchyard-system', '--wait', '--timeout', '2m');
+    helm('uninstall', 'switchyard', '-n', installNs, '--wait', '--timeout', '2m');
     const kinds = 'all,configmaps,secrets,serviceaccounts,poddisruptionbudgets,clusterroles,clusterrolebindings,mutatingwebhookconfigurations';
     await eventually('no object labelled part-of=switchyard', () => {
       const left = json('get', kinds, '-A', '-l', 'app.kubernetes.io/part-of=switchyard').items as { kind: string; metadata: { name: string } }[];
