@@ -67,8 +67,12 @@ int sy_getsockopt(struct bpf_sockopt *ctx)
 
 	if (!od) {
 		sy_count(SY_C_GETSOCKOPT_MISS);
-		/* Only a mesh pod's miss is news: its sidecar will not know where to go. */
-		if (bpf_map_lookup_elem(&sy_pods, &netns))
+		/*
+		 * Only a mesh pod's miss is news: its sidecar will not know where to go.
+		 * The pod lookup is made only while the monitor is on: a miss (any
+		 * proxy's socket nothing redirected) costs nothing more when off.
+		 */
+		if (sy_monitor_on() && bpf_map_lookup_elem(&sy_pods, &netns))
 			sy_monitor_conn(SY_HOOK_GETSOCKOPT, SY_C_GETSOCKOPT_MISS, netns, &remote, remote_port, &local,
 					local_port, &local, local_port, 0, 1);
 		return 1;

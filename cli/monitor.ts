@@ -69,8 +69,9 @@ export function streamMonitor(o: MonitorOptions, out: (s: string) => void): Prom
           const line = buf.slice(0, nl);
           buf = buf.slice(nl + 1);
           if (!line) continue; // the agent's heartbeat
-          out(o.json ? `${line}\n` : formatEvent(JSON.parse(line) as MonitorLine));
-          if (!line.includes('"lost"') && o.count !== undefined && ++seen >= o.count) return done(0);
+          const e = JSON.parse(line) as MonitorLine;
+          out(o.json ? `${line}\n` : formatEvent(e));
+          if (!('lost' in e) && o.count !== undefined && ++seen >= o.count) return done(0);
         }
       });
       res.on('end', () => resolve(0));
