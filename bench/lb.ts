@@ -12,7 +12,8 @@
  */
 import * as path from 'path';
 import { Dataplane } from '../interceptor/src/dataplane/dataplane';
-import { KubeClient } from '../interceptor/src/kube/client';
+import { KubeClient } from '../lib/kube/client';
+import { kubeconfigForServer } from '../lib/kube/config';
 import { ServiceLoadBalancer } from '../interceptor/src/lb/controller';
 import { projectRoot } from '../native';
 import { FakeCluster } from '../lab/src/fake-apiserver';
@@ -114,7 +115,7 @@ export async function benchLb(o: { rounds: number; seconds: number; log?: (s: st
       svcs.upsert(svc(i));
       slices.upsert(slice(i));
     }
-    const client = new KubeClient({ server: new URL(await cluster.start()) });
+    const client = new KubeClient(kubeconfigForServer(await cluster.start()));
     const lb = new ServiceLoadBalancer(client, dp, () => undefined, () => undefined);
     const t0 = process.hrtime.bigint();
     await lb.start();

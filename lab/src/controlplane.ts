@@ -15,6 +15,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Proc } from './proc';
 import { freePort } from './ports';
+import { KubeClient, WriteMethod } from '../../lib/kube/client';
+import { kubeconfigFromFile } from '../../lib/kube/config';
 
 export { freePort };
 
@@ -256,40 +258,16 @@ export class ControlPlane {
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
-  /** One request as the lab admin. */
-  request(method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
-    const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        `${this.url}${urlPath}`,
-        {
-          method,
-          ca: fs.readFileSync(this.file('ca.crt')),
-          cert: fs.readFileSync(this.file('admin.crt')),
-          key: fs.readFileSync(this.file('admin.key')),
-          // A DELETE's body (DeleteOptions) is read only with a Content-Length: without one Node sends none.
-          headers: { 'content-type': contentType, accept: 'application/json', ...(data === undefined ? {} : { 'content-length': Buffer.byteLength(data) }) },
-          agent: false,
-        },
-        (res) => {
-          let d = '';
-          res.on('data', (c) => (d += c)).on('end', () => {
-            let parsed: unknown = d;
-            try {
-              parsed = JSON.parse(d);
-            } catch {
-              /* plain text (readyz) */
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed });
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(data);
-    });
+  private admin?: KubeClient;
+
+  /** One request as the lab admin, through the shared client (lib/kube). */
+  request(method: 'GET' | WriteMethod, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
+    this.admin ??= new KubeClient(kubeconfigFromFile(this.kubeconfig), 'switchyard-lab');
+    return this.admin.request(method, urlPath, body, contentType);
   }
 
   async stop(): Promise<void> {
+    this.admin?.close();
     for (const p of this.procs.reverse()) await p.stop('SIGTERM');
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -18,6 +18,8 @@ export class FakeApiServer {
   oldestWatchable = 0;
   private readonly server: http.Server;
   readonly requests: string[] = [];
+  /** The Authorization header of each request, in the same order ('' when none). */
+  readonly authorizations: string[] = [];
 
   constructor(
     private readonly path: string, // e.g. /api/v1/namespaces
@@ -87,6 +89,7 @@ export class FakeApiServer {
   handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    this.authorizations.push(req.headers.authorization ?? '');
     if (url.pathname !== this.path) {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
       return;

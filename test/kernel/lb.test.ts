@@ -12,7 +12,8 @@
  */
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { DEFAULT_INTERCEPTION } from '../../api/interception';
-import { KubeClient } from '../../interceptor/src/kube/client';
+import { KubeClient } from '../../lib/kube/client';
+import { kubeconfigForServer } from '../../lib/kube/config';
 import { ServiceLoadBalancer } from '../../interceptor/src/lb/controller';
 import { accessMatching } from '../helpers/access-log';
 import { FakeApiServer, FakeCluster } from '../../lab/src/fake-apiserver';
@@ -100,7 +101,7 @@ describeKernel('Service load balancing at the socket layer', () => {
     slices = cluster.add('/apis/discovery.k8s.io/v1/endpointslices', 'EndpointSliceList');
     services.upsert(service());
     slices.upsert(slice(['be1', 'be2', 'be3']));
-    client = new KubeClient({ server: new URL(await cluster.start()) });
+    client = new KubeClient(kubeconfigForServer(await cluster.start()));
     lb = new ServiceLoadBalancer(client, dp, (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields)}`), (e) => logs.push(`watch error ${e.message}`));
     await lb.start();
   });

@@ -1,9 +1,10 @@
 /**
- * The namespace label cache: an informer (list, then watch) from
- * @kubernetes/client-node against an API server speaking the list/watch wire
- * protocol. No API call happens per admission request.
+ * The namespace label cache: the shared reflector (list, then watch) against
+ * an API server speaking the list/watch wire protocol. No API call happens
+ * per admission request.
  */
-import * as k8s from '@kubernetes/client-node';
+import { KubeClient } from '../../lib/kube/client';
+import { kubeconfigForServer } from '../../lib/kube/config';
 import { NamespaceCache } from '../../webhook/src/namespaces';
 import { FakeApiServer } from '../../lab/src/fake-apiserver';
 import { waitUntil } from '../../lab/src/proc';
@@ -11,19 +12,20 @@ import { waitUntil } from '../../lab/src/proc';
 describe('namespace cache', () => {
   let api: FakeApiServer;
   let cache: NamespaceCache;
+  let client: KubeClient;
 
   beforeAll(async () => {
     api = new FakeApiServer('/api/v1/namespaces', 'NamespaceList');
     api.upsert({ metadata: { name: 'apps', labels: { 'switchyard.dev/injection': 'enabled' } } });
     api.upsert({ metadata: { name: 'plain' } });
     const url = await api.start();
-    const kc = new k8s.KubeConfig();
-    kc.loadFromClusterAndUser({ name: 'fake', server: url, skipTLSVerify: true }, { name: 'test' });
-    cache = new NamespaceCache(kc, () => undefined);
+    client = new KubeClient(kubeconfigForServer(url));
+    cache = new NamespaceCache(client, () => undefined);
     await cache.start();
   });
   afterAll(async () => {
-    await cache?.stop();
+    cache?.stop();
+    client?.close();
     await api?.stop();
   });
 
@@ -35,7 +37,7 @@ describe('namespace cache', () => {
   });
 
   test('follows label changes, new namespaces and deletions from the watch', async () => {
-    await waitUntil(() => api.requests.some((r) => r.includes('watch=true')), 'the informer is watching');
+    await waitUntil(() => api.requests.some((r) => r.includes('watch=1')), 'the reflector is watching');
     api.upsert({ metadata: { name: 'plain', labels: { 'switchyard.dev/injection': 'disabled' } } });
     api.upsert({ metadata: { name: 'fresh', labels: { 'switchyard.dev/injection': 'enabled' } } });
     api.bookmark();

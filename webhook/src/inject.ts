@@ -19,6 +19,7 @@
  *   -         | -      | -           | -        | unknown   | (none)       | skip  namespace-unknown
  *   -         | -      | -           | -        | (none)    | (none)       | skip  not-enabled
  */
+import type { V1Container, V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { AnnotationError, interceptionAnnotations } from '../../api/annotations';
 import { podSettings, PodSettings } from './annotations';
 import { InjectorConfig } from './config';
@@ -26,29 +27,10 @@ import { MANAGED_LABEL, NAMESPACE_INJECTION_LABEL, POD_INJECT_KEY, POD_INJECT_VA
 import { Operation, pointer, setKeys } from './patch';
 import { Decision, decision } from './reasons';
 
-export interface Container {
-  name: string;
-  [k: string]: unknown;
-}
+export type Container = V1Container;
 
-export interface PodLike {
-  metadata?: {
-    name?: string;
-    generateName?: string;
-    namespace?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string }[];
-    [k: string]: unknown;
-  };
-  spec?: {
-    hostNetwork?: boolean;
-    containers?: Container[];
-    initContainers?: Container[];
-    [k: string]: unknown;
-  };
-  [k: string]: unknown;
-}
+/** A Pod as admission receives it: the fields injection reads are typed as V1Pod types them. */
+export type PodLike = Omit<V1Pod, 'spec'> & { spec?: Partial<V1PodSpec> };
 
 export interface NamespaceContext {
   namespace: string;

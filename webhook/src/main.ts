@@ -8,14 +8,15 @@
  * The Kubernetes client uses in-cluster credentials, or --kubeconfig /
  * $KUBECONFIG. Logs are logfmt on stdout, one line per admission decision.
  */
-import * as k8s from '@kubernetes/client-node';
 import * as os from 'os';
 import { loadConfig } from './config';
 import { EventRecorder } from '../../lib/events';
 import { stdoutLogger } from '../../lib/log';
 import { WebhookMetrics } from './metrics';
 import { NamespaceCache } from './namespaces';
-import { eventSink } from './event-sink';
+import { KubeClient } from '../../lib/kube/client';
+import { loadKubeConfig } from '../../lib/kube/config';
+import { apiEventSink } from '../../lib/kube/event-sink';
 import { WebhookServer } from './server';
 
 function arg(name: string, fallback?: string): string {
@@ -30,14 +31,15 @@ function arg(name: string, fallback?: string): string {
 
 async function main(): Promise<void> {
   const config = loadConfig(process.argv.includes('--config') ? arg('config') : undefined);
-  const kc = new k8s.KubeConfig();
-  const kubeconfig = process.argv.includes('--kubeconfig') ? arg('kubeconfig') : undefined;
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
+  const tls = { certFile: arg('tls-cert'), keyFile: arg('tls-key') };
+  const port = Number(arg('port', '8443'));
+  const healthPort = Number(arg('health-port', '9443'));
+  const kubeconfig = process.argv.includes('--kubeconfig') ? arg('kubeconfig') : process.env.KUBECONFIG || undefined;
+  const kube = new KubeClient(loadKubeConfig(kubeconfig), 'switchyard-webhook');
 
-  const namespaces = new NamespaceCache(kc);
+  const namespaces = new NamespaceCache(kube);
   const metrics = new WebhookMetrics(true);
-  const events = new EventRecorder(eventSink(kc), {
+  const events = new EventRecorder(apiEventSink(kube), {
     controller: 'switchyard.dev/webhook',
     instance: os.hostname(), // the pod's name
     onError: (e) => stdoutLogger('warn', 'event not recorded', { error: e.message }),
@@ -47,16 +49,19 @@ async function main(): Promise<void> {
     namespaceLabels: namespaces.labels,
     metrics,
     events,
-    tls: { certFile: arg('tls-cert'), keyFile: arg('tls-key') },
-    port: Number(arg('port', '8443')),
-    healthPort: Number(arg('health-port', '9443')),
+    tls,
+    port,
+    healthPort,
     ready: () => namespaces.synced,
   });
   await server.start();
   // Serve (and report not-ready) while the first namespace list is in flight.
   namespaces.start().catch((e: Error) => stdoutLogger('error', 'namespace cache failed to start', { error: e.message }));
 
-  const stop = () => void Promise.all([server.close(), namespaces.stop()]).then(() => process.exit(0));
+  const stop = () => {
+    namespaces.stop();
+    void server.close().then(() => process.exit(0));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -1,41 +1,52 @@
 /**
- * Namespace labels from an informer (list + watch), never from an API call
- * per admission request. The cache is "synced" after the first list; the
- * webhook reports not-ready until then.
+ * Namespace labels from a reflector (paged list, then watch with bookmarks),
+ * never from an API call per admission request. The cache is "synced" after
+ * the first list; the webhook reports not-ready until then.
  */
-import * as k8s from '@kubernetes/client-node';
+import type { V1Namespace } from '@kubernetes/client-node';
 import { Logger, stdoutLogger } from '../../lib/log';
+import { KubeClient } from '../../lib/kube/client';
+import { Reflector } from '../../lib/kube/reflector';
+
+/** What admission reads of a Namespace. */
+export type NamespaceObject = { metadata?: Pick<NonNullable<V1Namespace['metadata']>, 'name' | 'labels' | 'resourceVersion'> };
+
+export const slimNamespace = (raw: V1Namespace): NamespaceObject => ({
+  metadata: { name: raw?.metadata?.name, labels: raw?.metadata?.labels, resourceVersion: raw?.metadata?.resourceVersion },
+});
 
 export class NamespaceCache {
-  private readonly labelsByName = new Map<string, Record<string, string>>();
-  private informer?: k8s.Informer<k8s.V1Namespace>;
-  synced = false;
+  private readonly reflector: Reflector<NamespaceObject>;
 
   constructor(
-    private readonly kc: k8s.KubeConfig,
+    client: KubeClient,
     private readonly log: Logger = stdoutLogger,
-  ) {}
-
-  labels = (name: string): Record<string, string> | undefined => this.labelsByName.get(name);
-
-  async start(): Promise<void> {
-    const api = this.kc.makeApiClient(k8s.CoreV1Api);
-    const informer = k8s.makeInformer(this.kc, '/api/v1/namespaces', () => api.listNamespace());
-    const put = (ns: k8s.V1Namespace) => ns.metadata?.name && this.labelsByName.set(ns.metadata.name, { ...(ns.metadata.labels ?? {}) });
-    informer.on('add', put);
-    informer.on('update', put);
-    informer.on('delete', (ns) => ns.metadata?.name && this.labelsByName.delete(ns.metadata.name));
-    informer.on('error', (err: unknown) => {
-      this.log('warn', 'namespace watch failed; restarting', { error: String((err as Error)?.message ?? err) });
-      setTimeout(() => void informer.start().catch(() => undefined), 1000).unref();
+  ) {
+    this.reflector = new Reflector<NamespaceObject>({
+      client,
+      path: '/api/v1/namespaces',
+      slim: slimNamespace,
+      key: (ns) => ns.metadata?.name ?? '',
+      resourceVersion: (ns) => ns.metadata?.resourceVersion,
+      onError: (e) => this.log('warn', 'namespace watch failed; retrying', { error: e.message }),
     });
-    this.informer = informer;
-    await informer.start();
-    this.synced = true;
-    this.log('info', 'namespace cache synced', { namespaces: this.labelsByName.size });
   }
 
-  async stop(): Promise<void> {
-    await this.informer?.stop();
+  get synced(): boolean {
+    return this.reflector.synced;
+  }
+
+  labels = (name: string): Record<string, string> | undefined => {
+    const ns = this.reflector.get(name);
+    return ns && { ...(ns.metadata?.labels ?? {}) };
+  };
+
+  async start(): Promise<void> {
+    await this.reflector.start();
+    if (this.synced) this.log('info', 'namespace cache synced', { namespaces: this.reflector.all().length });
+  }
+
+  stop(): void {
+    this.reflector.stop();
   }
 }

@@ -2,6 +2,7 @@
  * Whether the agent registers a pod, and why (pure). The same typed reason is
  * the CNI reply, the log field and the metric label.
  */
+import type { V1ObjectMeta, V1PodSpec, V1PodStatus } from '@kubernetes/client-node';
 import { AnnotationError, parseInterceptionAnnotations } from '../../../api/annotations';
 import { Interception } from '../../../api/interception';
 import { MANAGED_LABEL } from '../../../api/contract';
@@ -26,10 +27,11 @@ export const FAILURE_REASONS = {
 } as const;
 export type FailureReason = keyof typeof FAILURE_REASONS;
 
+/** The fields of a V1Pod that registration reads (pods.ts slims to these on arrival). */
 export interface PodObject {
-  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
-  spec?: { nodeName?: string; hostNetwork?: boolean };
-  status?: { podIP?: string; podIPs?: { ip: string }[]; phase?: string };
+  metadata?: Pick<V1ObjectMeta, 'name' | 'namespace' | 'uid' | 'labels' | 'annotations' | 'resourceVersion'>;
+  spec?: Pick<V1PodSpec, 'nodeName' | 'hostNetwork'>;
+  status?: Pick<V1PodStatus, 'podIP' | 'podIPs' | 'phase'>;
 }
 
 export type RegistrationDecision =

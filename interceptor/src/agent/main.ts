@@ -15,7 +15,9 @@
  */
 import * as fs from 'fs';
 import { ConfigError } from '../../../api/interception';
-import { KubeClient, KubeConfigError, connectionFor } from '../kube/client';
+import { KubeClient } from '../../../lib/kube/client';
+import { KubeConfigError, loadKubeConfig } from '../../../lib/kube/config';
+import { apiEventSink } from '../../../lib/kube/event-sink';
 import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../lib/log';
@@ -23,7 +25,7 @@ import { failpoint } from '../../../lib/failpoint';
 import { AgentConfig, loadAgentConfig } from './config';
 import { resolveCgroupPath } from './cgroup-path';
 import { cleanupNode } from './node-cleanup';
-import { EventRecorder, eventPath } from '../../../lib/events';
+import { EventRecorder } from '../../../lib/events';
 import { CniInstallError, installCni, uninstallCni } from './cni-install';
 import { AgentMetrics } from './metrics';
 import { PodCache } from './pods';
@@ -71,13 +73,10 @@ async function run(cfg: AgentConfig): Promise<void> {
     log('info', 'loaded and attached the dataplane', { pin_root: cfg.pinRoot, cgroup: cfg.cgroupPath, sockmap_acceleration: cfg.sockmapAcceleration, origdst_handoff: dp.handoff });
   }
   const metrics = new AgentMetrics(() => dp, store);
-  const kube = new KubeClient(connectionFor(cfg.kubeconfig));
+  const kube = new KubeClient(loadKubeConfig(cfg.kubeconfig), 'switchyard-interceptor');
   const pods = new PodCache(kube, cfg.nodeName, (e) => log('warn', 'pod watch failed; retrying', { error: e.message }));
   const events = new EventRecorder(
-    {
-      create: (ns, e) => kube.send('POST', eventPath(ns), e),
-      patch: (ns, name, p) => kube.send('PATCH', eventPath(ns, name), p),
-    },
+    apiEventSink(kube),
     { controller: 'switchyard.dev/interceptor', instance: cfg.nodeName, onError: (e) => log('warn', 'event not recorded', { error: e.message }) },
   );
   const registrar = new Registrar(cfg, dp, pods, store, metrics, log, events);

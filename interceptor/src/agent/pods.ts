@@ -5,12 +5,13 @@
  * the fields registration reads.
  */
 import { EventEmitter } from 'events';
-import { KubeClient } from '../kube/client';
-import { Reflector } from '../kube/reflector';
+import type { V1Pod } from '@kubernetes/client-node';
+import { KubeClient } from '../../../lib/kube/client';
+import { Reflector } from '../../../lib/kube/reflector';
 import { PodObject, podKey } from './decision';
 
 /** The fields of a Pod that the agent reads; everything else is dropped on arrival. */
-export function slimPod(raw: any): PodObject {
+export function slimPod(raw: V1Pod): PodObject {
   const m = raw?.metadata ?? {};
   const s = raw?.status ?? {};
   return {

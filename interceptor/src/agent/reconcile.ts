@@ -62,7 +62,7 @@ export function planReconcile(s: ReconcileSnapshot): ReconcileAction[] {
   for (const pod of s.pods) {
     if (recorded.has(pod.metadata!.uid!)) continue;
     const d = registrationDecision(pod);
-    const ips = (pod.status?.podIPs ?? []).map((p) => p.ip).filter(Boolean);
+    const ips = (pod.status?.podIPs ?? []).flatMap((p) => (p.ip ? [p.ip] : []));
     // Not running yet (no IPs): its CNI ADD will register it.
     if (d.register && ips.length) actions.push({ kind: 'register-running', pod, interception: d.interception, ips });
   }

@@ -12,8 +12,8 @@
 import { Logger } from '../../../lib/log';
 import { Dataplane } from '../dataplane/dataplane';
 import { LbFrontend } from '../dataplane/abi';
-import { KubeClient } from '../kube/client';
-import { Reflector } from '../kube/reflector';
+import { KubeClient } from '../../../lib/kube/client';
+import { Reflector } from '../../../lib/kube/reflector';
 import { EndpointSliceObject, FrontendSpec, SERVICE_NAME_LABEL, ServiceObject, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
 import type { ServiceStatus } from '../../../api/agent-wire';
 

@@ -1,10 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { LB_IGNORE_ANNOTATION, endpointUse, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
 
 const fixture = (f: string) => JSON.parse(fs.readFileSync(path.join(__dirname, '../../../test/fixtures/k8s', f), 'utf8'));
 const svc = () => slimService(fixture('service-web.json'));
-const slices = () => (fixture('endpointslices-web.json') as unknown[]).map(slimEndpointSlice);
+const slices = () => (fixture('endpointslices-web.json') as V1EndpointSlice[]).map(slimEndpointSlice);
 
 describe('Service + EndpointSlices → frontends', () => {
   test('one frontend per ClusterIP × TCP/UDP port; ready endpoints of that family; named ports resolved from the slice', () => {
@@ -59,13 +60,13 @@ describe('Service + EndpointSlices → frontends', () => {
   });
 
   test('with no ready endpoint, terminating but serving ones take the traffic; one ready endpoint takes it back', () => {
-    const ep = (ip: string, conditions: object) => ({ addresses: [ip], conditions });
-    const slice = (endpoints: object[]) =>
+    const ep = (ip: string, conditions: object): V1Endpoint => ({ addresses: [ip], conditions });
+    const slice = (endpoints: V1Endpoint[]) =>
       slimEndpointSlice({ metadata: { name: 'web-x', namespace: 'apps' }, addressType: 'IPv4', endpoints, ports: [{ name: 'http', protocol: 'TCP', port: 8080 }] });
     const draining = ep('10.244.1.12', { ready: false, serving: true, terminating: true });
     const gone = ep('10.244.1.13', { ready: false, serving: false, terminating: true });
     const starting = ep('10.244.2.9', { ready: false, serving: false, terminating: false });
-    const http = (eps: object[]) => serviceFrontends(svc(), [slice(eps)]).frontends.find((f) => frontendKey(f.frontend) === '10.96.0.10:80/TCP')!;
+    const http = (eps: V1Endpoint[]) => serviceFrontends(svc(), [slice(eps)]).frontends.find((f) => frontendKey(f.frontend) === '10.96.0.10:80/TCP')!;
 
     const during = http([draining, gone, starting]);
     expect(during.backends).toEqual([{ ip: '10.244.1.12', port: 8080 }]);

@@ -10,6 +10,7 @@
  * its replacement starts, does not refuse connections in between.
  */
 import { isIP } from 'net';
+import type { DiscoveryV1EndpointPort, V1EndpointConditions, V1EndpointSlice, V1ObjectMeta, V1Service, V1ServicePort, V1ServiceSpec } from '@kubernetes/client-node';
 import { LbBackend, LbFrontend, LbProtocol } from '../dataplane/abi';
 
 export const LB_IGNORE_ANNOTATION = 'switchyard.dev/lb-ignore';
@@ -17,29 +18,20 @@ export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 /** kube-proxy's default for sessionAffinityConfig.clientIP.timeoutSeconds. */
 export const DEFAULT_AFFINITY_TIMEOUT = 10800;
 
+/** The fields of a V1Service that the translation reads (slimService keeps these). */
 export interface ServiceObject {
-  metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; resourceVersion?: string };
-  spec?: {
-    type?: string;
-    clusterIP?: string;
-    clusterIPs?: string[];
-    ports?: { name?: string; port: number; protocol?: string }[];
-    sessionAffinity?: string;
-    sessionAffinityConfig?: { clientIP?: { timeoutSeconds?: number } };
-  };
+  metadata?: Pick<V1ObjectMeta, 'name' | 'namespace' | 'annotations' | 'resourceVersion'>;
+  spec?: Pick<V1ServiceSpec, 'type' | 'clusterIP' | 'clusterIPs' | 'sessionAffinity' | 'sessionAffinityConfig'> & { ports?: Pick<V1ServicePort, 'name' | 'port' | 'protocol'>[] };
 }
 
-export interface EndpointConditions {
-  ready?: boolean | null;
-  serving?: boolean | null;
-  terminating?: boolean | null;
-}
+export type EndpointConditions = Pick<V1EndpointConditions, 'ready' | 'serving' | 'terminating'>;
 
+/** The fields of a V1EndpointSlice that the translation reads. */
 export interface EndpointSliceObject {
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; resourceVersion?: string };
+  metadata?: Pick<V1ObjectMeta, 'name' | 'namespace' | 'labels' | 'resourceVersion'>;
   addressType?: string;
-  endpoints?: { addresses?: string[]; conditions?: EndpointConditions }[] | null;
-  ports?: { name?: string | null; port?: number | null; protocol?: string | null }[] | null;
+  endpoints?: { addresses?: string[]; conditions?: EndpointConditions }[];
+  ports?: Pick<DiscoveryV1EndpointPort, 'name' | 'port' | 'protocol'>[];
 }
 
 export interface FrontendSpec {
@@ -57,7 +49,7 @@ export type SkipReason = 'ignored-by-annotation' | 'headless' | 'external-name' 
 export const frontendKey = (f: LbFrontend) => `${f.ip.includes(':') ? `[${f.ip}]` : f.ip}:${f.port}/${f.protocol}`;
 
 /** Keeps what the translation reads. */
-export function slimService(raw: any): ServiceObject {
+export function slimService(raw: V1Service): ServiceObject {
   const m = raw?.metadata ?? {};
   const s = raw?.spec ?? {};
   return {
@@ -66,12 +58,12 @@ export function slimService(raw: any): ServiceObject {
   };
 }
 
-export function slimEndpointSlice(raw: any): EndpointSliceObject {
+export function slimEndpointSlice(raw: V1EndpointSlice): EndpointSliceObject {
   const m = raw?.metadata ?? {};
   return {
     metadata: { name: m.name, namespace: m.namespace, labels: m.labels, resourceVersion: m.resourceVersion },
     addressType: raw?.addressType,
-    endpoints: (raw?.endpoints ?? []).map((e: any) => ({
+    endpoints: (raw?.endpoints ?? []).map((e) => ({
       addresses: e?.addresses,
       conditions: { ready: e?.conditions?.ready, serving: e?.conditions?.serving, terminating: e?.conditions?.terminating },
     })),

@@ -1,16 +1,25 @@
 /**
- * The agent's Kubernetes client: kubeconfig loading, and the reflector's
+ * The shared Kubernetes layer: kubeconfig loading (client-node's loader,
+ * checked once), the credentials each request carries (certificates,
+ * tokens, exec plugins, the service account), and the reflector's
  * list/watch loop against a server speaking the real wire protocol
  * (resourceVersion, paging, bookmarks, 410 Gone).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { FakeApiServer } from '../../../lab/src/fake-apiserver';
-import { KubeClient, KubeConfigError, inClusterConnection, kubeconfigConnection } from './client';
+import type { V1Pod } from '@kubernetes/client-node';
+import { FakeApiServer } from '../../lab/src/fake-apiserver';
+import { KubeClient, withCredentials } from './client';
+import { KubeConfigError, kubeconfigForServer, kubeconfigFromFile, kubeconfigInCluster } from './config';
 import { Reflector } from './reflector';
-import { slimPod } from '../agent/pods';
-import { PodObject, podKey } from '../agent/decision';
+
+type SlimPod = { metadata?: { name?: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> }; status?: { podIP?: string } };
+const slimPod = (p: V1Pod): SlimPod => ({
+  metadata: { name: p.metadata?.name, namespace: p.metadata?.namespace, resourceVersion: p.metadata?.resourceVersion, labels: p.metadata?.labels },
+  status: { podIP: p.status?.podIP },
+});
+const podKey = (p: SlimPod) => `${p.metadata?.namespace}/${p.metadata?.name}`;
 
 function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -20,17 +29,23 @@ function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   });
 }
 
+/** What a request made with this config would carry. */
+async function applied(kc: ReturnType<typeof kubeconfigFromFile>) {
+  const opts = (await withCredentials(kc, {})) as { headers?: Record<string, string>; ca?: Buffer; cert?: Buffer; key?: Buffer };
+  return { ca: opts.ca?.toString(), cert: opts.cert?.toString(), key: opts.key?.toString(), authorization: opts.headers?.Authorization };
+}
+
 describe('kubeconfig', () => {
   let dir: string;
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-kc-'))));
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const write = (name: string, text: string) => {
-    fs.writeFileSync(path.join(dir, name), text);
+  const write = (name: string, text: string, mode = 0o644) => {
+    fs.writeFileSync(path.join(dir, name), text, { mode });
     return path.join(dir, name);
   };
 
-  test('reads the current context: server, inline CA, client cert files relative to the kubeconfig, token', () => {
+  test('reads the current context: server, inline CA, client cert files relative to the kubeconfig, token', async () => {
     write('client.crt', 'CERT');
     write('client.key', 'KEY');
     const f = write(
@@ -48,42 +63,72 @@ contexts:
 - {name: b, context: {cluster: two, user: u}}
 `,
     );
-    const c = kubeconfigConnection(f);
-    expect(c.server.href).toBe('https://127.0.0.1:6443/');
-    expect(c.ca?.toString()).toBe('CA');
-    expect(c.cert?.toString()).toBe('CERT');
-    expect(c.key?.toString()).toBe('KEY');
-    expect(c.token?.()).toBe('abc');
+    const kc = kubeconfigFromFile(f);
+    expect(kc.getCurrentCluster()?.server).toBe('https://127.0.0.1:6443');
+    expect(await applied(kc)).toEqual({ ca: 'CA', cert: 'CERT', key: 'KEY', authorization: 'Bearer abc' });
   });
 
   test.each([
     ['no current-context', 'clusters: []\n', /no current-context/],
-    ['a context that does not exist', 'current-context: x\ncontexts: []\n', /context 'x', which is not defined/],
-    ['a cluster without server', 'current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\nclusters: [{name: c, cluster: {}}]\n', /has no server/],
+    ['a context that does not exist', 'current-context: x\ncontexts: []\n', /context 'x' is not defined/],
+    ['a cluster that does not exist', 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: []\nusers: [{name: u, user: {}}]\n', /names cluster 'c', which is not defined/],
+    ['a cluster without server', 'current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\nclusters: [{name: c, cluster: {}}]\n', /cannot read the kubeconfig|has no server/],
+    ['a server that is not a URL', 'current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: "10.0.0.1"}}]\n', /not a URL such as https/],
+    ['a CA file that is not there', 'current-context: a\ncontexts: [{name: a, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: "https://h", certificate-authority: nope.crt}}]\n', /cannot read the certificate-authority file .*nope.crt/],
     ['not YAML', '{{{', /cannot read the kubeconfig/],
   ])('%s is one clear error naming the file', (_n, text, re) => {
     const f = write('kc', text);
-    expect(() => kubeconfigConnection(f)).toThrow(KubeConfigError);
-    expect(() => kubeconfigConnection(f)).toThrow(re);
-    expect(() => kubeconfigConnection(f)).toThrow(f);
+    expect(() => kubeconfigFromFile(f)).toThrow(KubeConfigError);
+    expect(() => kubeconfigFromFile(f)).toThrow(re);
+    expect(() => kubeconfigFromFile(f)).toThrow(f);
   });
 
-  test('in-cluster: service host and a token that is re-read on every request', () => {
+  test('in-cluster: the service host (IPv6 in brackets), its CA, and the token file (its newline trimmed: Node refuses it in a header)', async () => {
     const env = { ...process.env };
     try {
       process.env.KUBERNETES_SERVICE_HOST = 'fd00::1';
       process.env.KUBERNETES_SERVICE_PORT = '443';
       write('token', 'one\n');
       write('ca.crt', 'CA');
-      const c = inClusterConnection(dir);
-      expect(c.server.host).toBe('[fd00::1]');
-      expect(c.token?.()).toBe('one');
-      write('token', 'two');
-      expect(c.token?.()).toBe('two');
+      const kc = kubeconfigInCluster(dir);
+      expect(new URL(kc.getCurrentCluster()!.server).host).toBe('[fd00::1]');
+      expect(await applied(kc)).toMatchObject({ ca: 'CA', authorization: 'Bearer one' });
+      expect(process.env.TOKEN_FILE_PATH).toBe(env.TOKEN_FILE_PATH); // the loader leaves the environment as it was
       delete process.env.KUBERNETES_SERVICE_HOST;
-      expect(() => inClusterConnection(dir)).toThrow(/KUBERNETES_SERVICE_HOST/);
+      expect(() => kubeconfigInCluster(dir)).toThrow(/KUBERNETES_SERVICE_HOST/);
+      process.env.KUBERNETES_SERVICE_HOST = '10.96.0.1';
+      fs.rmSync(path.join(dir, 'token'));
+      expect(() => kubeconfigInCluster(dir)).toThrow(/no service-account token/);
     } finally {
       process.env = env;
+    }
+  });
+
+  test('an exec credential plugin (as EKS and GKE use) supplies the token the API server sees', async () => {
+    const api = new FakeApiServer('/api/v1/pods', 'PodList');
+    const url = await api.start();
+    const plugin = write(
+      'get-token',
+      `#!/bin/sh\necho '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"from-exec-plugin"}}'\n`,
+      0o755,
+    );
+    const f = write(
+      'kc',
+      `apiVersion: v1
+kind: Config
+current-context: c
+clusters: [{name: k, cluster: {server: "${url}"}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: "${plugin}", interactiveMode: Never}}}]
+contexts: [{name: c, context: {cluster: k, user: u}}]
+`,
+    );
+    const client = new KubeClient(kubeconfigFromFile(f));
+    try {
+      expect((await client.getJson<{ kind: string }>('/api/v1/pods')).kind).toBe('PodList');
+      expect(api.authorizations.at(-1)).toBe('Bearer from-exec-plugin');
+    } finally {
+      client.close();
+      await api.stop();
     }
   });
 });
@@ -91,7 +136,7 @@ contexts:
 describe('reflector', () => {
   let api: FakeApiServer;
   let client: KubeClient;
-  let r: Reflector<PodObject>;
+  let r: Reflector<SlimPod>;
   const errors: Error[] = [];
   const events: string[] = [];
   const pod = (name: string, node = 'n1', extra: Record<string, unknown> = {}) => ({
@@ -106,10 +151,10 @@ describe('reflector', () => {
   beforeEach(async () => {
     api = new FakeApiServer('/api/v1/pods', 'PodList');
     const url = await api.start();
-    client = new KubeClient({ server: new URL(url) });
+    client = new KubeClient(kubeconfigForServer(url));
     events.length = 0;
     errors.length = 0;
-    r = new Reflector<PodObject>({
+    r = new Reflector<SlimPod>({
       client,
       path: '/api/v1/pods',
       params: { fieldSelector: 'spec.nodeName=n1' },
@@ -185,8 +230,8 @@ describe('reflector', () => {
       await s.stop();
       return u;
     })();
-    const down = new KubeClient({ server: new URL(url) });
-    const r2 = new Reflector<PodObject>({ client: down, path: '/api/v1/pods', slim: slimPod, key: podKey, resourceVersion: () => '', onError: (e) => errors.push(e) });
+    const down = new KubeClient(kubeconfigForServer(url));
+    const r2 = new Reflector<SlimPod>({ client: down, path: '/api/v1/pods', slim: slimPod, key: podKey, resourceVersion: () => '', onError: (e) => errors.push(e) });
     const started = r2.start();
     await waitFor(() => errors.length >= 2, 'two failed attempts');
     expect(errors[0].message).toMatch(/ECONNREFUSED/);

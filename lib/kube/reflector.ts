@@ -9,10 +9,15 @@
  *
  * A relist diffs against the cache, so objects deleted while the watch was
  * down still produce a 'delete' event. Objects are slimmed on arrival: the
- * cache holds only the fields the agent reads.
+ * cache holds only the fields its user reads.
+ *
+ * Why ours and not client-node's informer (0.22's ListWatch): that one
+ * lists in one request (a 10,000-Service cluster in one response), keeps
+ * whole objects (managedFields and all), and reports no delete for an
+ * object that vanished while its watch was down and no 410 relist happened.
  */
 import { EventEmitter } from 'events';
-import { ApiError, KubeClient } from './client';
+import { ApiError, KubeClient, WatchEvent } from './client';
 
 export interface ReflectorOptions<T> {
   client: KubeClient;
@@ -20,6 +25,7 @@ export interface ReflectorOptions<T> {
   path: string;
   /** Extra list/watch parameters, e.g. { fieldSelector: 'spec.nodeName=n1' }. */
   params?: Record<string, string>;
+  /** Keeps what the user reads; the raw object is dropped. */
   slim: (raw: any) => T;
   key: (o: T) => string;
   resourceVersion: (o: T) => string | undefined;
@@ -112,7 +118,7 @@ export class Reflector<T> extends EventEmitter {
     this.lists++;
   }
 
-  private onEvent(e: { type: string; object: any }): void {
+  private onEvent(e: WatchEvent): void {
     if (e.type === 'ERROR') {
       const s = e.object ?? {};
       throw new ApiError(Number(s.code) || 500, `watch ${this.o.path}: ${s.message ?? 'error event'}`);

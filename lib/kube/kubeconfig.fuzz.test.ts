@@ -1,5 +1,5 @@
 /**
- * kubeconfig files under generated input: every document gives a connection
+ * kubeconfig files under generated input: every document gives a KubeConfig
  * or one KubeConfigError naming the file and what is wrong; nothing else
  * escapes (an agent that cannot start must say why in one line).
  */
@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
-import { KubeConfigError, kubeconfigConnection } from './client';
+import { KubeConfigError, kubeconfigFromFile } from './config';
 
 const valid = {
   apiVersion: 'v1',
@@ -31,7 +31,7 @@ describe('kubeconfig under generated input', () => {
   beforeAll(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sykubeconfig-fuzz-'))));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  test('2,000 documents: a connection or one KubeConfigError, never another exception', () => {
+  test('2,000 documents: a KubeConfig or one KubeConfigError, never another exception', () => {
     const file = path.join(dir, 'kubeconfig');
     const replacement = fc.oneof(
       fc.jsonValue({ maxDepth: 2 }),
@@ -54,7 +54,7 @@ describe('kubeconfig under generated input', () => {
       fc.property(text, (t) => {
         fs.writeFileSync(file, t);
         try {
-          kubeconfigConnection(file);
+          kubeconfigFromFile(file);
           connected++;
         } catch (e) {
           expect(e).toBeInstanceOf(KubeConfigError);
