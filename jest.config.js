@@ -8,5 +8,5 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   testTimeout: 120000,
   globalSetup: '<rootDir>/test/global-setup.ts',
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', diagnostics: { warnOnly: false } }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
 };
