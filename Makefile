@@ -84,9 +84,10 @@ $(CNI): $(CNI_SRC)
 
 # The benchmark's lean proxy and HTTP server (bench/ only).
 LEAN       := $(BUILD)/bench/lean
+CNI_EXEC   := $(BUILD)/bench/cni-exec
 # The same programs with the decision monitor compiled out (bench/monitor.ts: what the monitor costs while off).
 NOMON_OBJ  := $(patsubst $(BUILD)/bpf/%,$(BUILD)/bench/bpf-nomonitor/%,$(BPF_OBJ))
-bench-tools: $(LEAN) $(NOMON_OBJ)
+bench-tools: $(LEAN) $(CNI_EXEC) $(NOMON_OBJ)
 $(BUILD)/bench/bpf-nomonitor/%.bpf.o: bpf/%.c $(BPF_HDR)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -DSY_MONITOR_COMPILED_OUT -c $< -o $@
@@ -96,6 +97,9 @@ $(BUILD)/bench/bpf-nomonitor/%.cookie.bpf.o: bpf/%.c $(BPF_HDR)
 $(LEAN): bench/tools/lean.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
+$(CNI_EXEC): bench/tools/cni-exec.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 # The lab's namespace relay (lab/ only): the nodes reach the apiserver through it.
 RELAY      := $(BUILD)/lab/sylab-relay

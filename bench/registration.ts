@@ -42,6 +42,8 @@ const msSince = (t0: bigint, t1 = now()) => Number(t1 - t0) / 1e6;
 interface Sample {
   addMs: number; // ADD start → chain returned (maps and tc ready)
   switchyardCniMs: number; // switchyard-cni's own exec: process start, agent round trip, exit
+  bridgeMs: number; // the bridge plugin's exec (host-local included: bridge runs it)
+  chainMs: number; // the plugins' own exec times summed: the chain as a Go runtime sees it
   agentMs: number; // inside the agent: request received → maps and tc ready
   agentLookupMs: number; // of which: API cache and cgroup lookup
   agentKernelMs: number; // of which: map writes and tc attach
@@ -73,6 +75,8 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
     const agent = lab.spawn({ netns: null, cgroup: null }, [process.execPath, ...AGENT_NODE_FLAGS, path.join(projectRoot(), 'dist/interceptor/src/agent/main.js'), 'run', '--config', path.join(tmp, 'agent.json')], { label: 'agent' });
     procs.push(agent);
     await agent.waitForJson((o) => o.event === 'ready', 30_000);
+    // Plugin times from cni-exec (make bench-tools) when built: without it they include nsenter and Node's fork.
+    const timer = [path.join(projectRoot(), 'build', 'bench', 'cni-exec')].find((p) => fs.existsSync(p));
     const runtime = new CniRuntime(node.netns, CNI_BIN, {
       cniVersion: '1.0.0',
       name: 'bench-net',
@@ -80,7 +84,7 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
         { type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: '10.81.0.0/16', dataDir: path.join(tmp, 'ipam'), routes: [{ dst: '0.0.0.0/0' }] } },
         { type: 'switchyard-cni', agentSocket: socket },
       ],
-    });
+    }, timer);
 
     const sandbox = (name: string, mesh = true) => {
       const uid = randomUUID();
@@ -122,7 +126,12 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
       await probe.wait();
       return {
         inv: sb.inv,
-        sample: { addMs: msSince(t0, tAdd), switchyardCniMs: runs.find((r) => r.plugin === 'switchyard-cni')!.ms, ...agentTimes(name), firstConnMs: msSince(t0, BigInt(first.tNs as string)), attempts: Number(first.attempts), escaped: first.redirected !== true },
+        sample: {
+          addMs: msSince(t0, tAdd),
+          switchyardCniMs: runs.find((r) => r.plugin === 'switchyard-cni')!.ms,
+          bridgeMs: runs.find((r) => r.plugin === 'bridge')!.ms,
+          chainMs: runs.reduce((a, r) => a + r.ms, 0),
+          ...agentTimes(name), firstConnMs: msSince(t0, BigInt(first.tNs as string)), attempts: Number(first.attempts), escaped: first.redirected !== true },
       };
     };
 
@@ -181,6 +190,10 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
     const view = (xs: Sample[]) => ({
       add: summary(xs.map((s) => s.addMs)),
       switchyardCni: summary(xs.map((s) => s.switchyardCniMs)),
+      /** switchyard-cni's exec less the agent's time inside it: the plugin's own start, request and exit. */
+      pluginOwn: summary(xs.map((s) => s.switchyardCniMs - s.agentMs)),
+      bridge: summary(xs.map((s) => s.bridgeMs)),
+      chain: summary(xs.map((s) => s.chainMs)),
       agent: summary(xs.map((s) => s.agentMs)),
       agentLookup: summary(xs.map((s) => s.agentLookupMs)),
       agentKernel: summary(xs.map((s) => s.agentKernelMs)),
@@ -191,6 +204,7 @@ export async function benchRegistration(samples: number, concurrentRounds: numbe
     return {
       registeredBefore: Object.fromEntries(Object.entries(sequential).map(([k, v]) => [k, view(v)])),
       concurrent10: view(concurrent),
+      pluginTimer: timer ? 'cni-exec (fork to reaped, in the node netns)' : 'nsenter from Node (includes nsenter and a fork of Node)',
       escapes: all.filter((s) => s.escaped).length,
       atThousandPods: { registered: fill, agentRssMiB: Number(rssMiB.toFixed(1)), bpfMapMemlockBytes: mapMemory, bpfMapMemlockTotalMiB: Number((Object.values(mapMemory).reduce((a, b) => a + b, 0) / 2 ** 20).toFixed(2)) },
       raw: { sequential, concurrent },

@@ -185,10 +185,11 @@ function markdown(
   if (lb) lines.push('', `Map updates: ${lb.mapUpdate.services} Services × ${lb.mapUpdate.endpointsEach} endpoints programmed through the controller in ${f(lb.mapUpdate.fullSyncMs, 0)} ms; one EndpointSlice change reaches the maps in p50 ${f(lb.mapUpdate.updateP50Ms, 2)} ms, p99 ${f(lb.mapUpdate.updateP99Ms, 2)} ms.`);
   if (registration) {
     const r = registration;
-    lines.push('', '## Registration (CNI ADD → maps and tc ready → first redirected connection)', '', '| pods registered before | chain ADD p50/p99 ms | switchyard-cni p50/p99 ms | agent p50/p99 ms | first redirected connection p50/p99 ms | escapes |', '|---|---|---|---|---|---|');
+    lines.push('', '## Registration (CNI ADD → maps and tc ready → first redirected connection)', '', '| pods registered before | chain ADD p50/p99 ms | bridge p50/p99 ms | switchyard-cni p50/p99 ms | of which agent p50/p99 ms | first redirected connection p50/p99 ms | escapes |', '|---|---|---|---|---|---|---|');
     for (const [k, v] of [...Object.entries(r.registeredBefore), ['10 concurrent ADDs', r.concurrent10]] as [string, any][]) {
-      lines.push(`| ${k} | ${f(v.add.p50)} / ${f(v.add.p99)} | ${f(v.switchyardCni.p50)} / ${f(v.switchyardCni.p99)} | ${f(v.agent.p50, 2)} / ${f(v.agent.p99, 2)} | ${f(v.firstRedirectedConnection.p50)} / ${f(v.firstRedirectedConnection.p99)} | ${v.escapes} |`);
+      lines.push(`| ${k} | ${f(v.add.p50)} / ${f(v.add.p99)} | ${f(v.bridge.p50)} / ${f(v.bridge.p99)} | ${f(v.switchyardCni.p50)} / ${f(v.switchyardCni.p99)} | ${f(v.agent.p50, 2)} / ${f(v.agent.p99, 2)} | ${f(v.firstRedirectedConnection.p50)} / ${f(v.firstRedirectedConnection.p99)} | ${v.escapes} |`);
     }
+    lines.push('', `Plugin times: ${r.pluginTimer}.`);
     lines.push('', `At ${r.atThousandPods.registered} pods: agent RSS ${r.atThousandPods.agentRssMiB} MiB; BPF map memory (memlock) ${r.atThousandPods.bpfMapMemlockTotalMiB} MiB.`);
   }
   if (webhook) lines.push('', '## Webhook', '', '```json', JSON.stringify(webhook, null, 2), '```');

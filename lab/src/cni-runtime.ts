@@ -38,6 +38,12 @@ export interface PluginRun {
   output: unknown;
 }
 
+/**
+ * Runs one plugin. `ms` is the wall time seen from here, which includes
+ * nsenter's exec and this process's fork; with `timer` (the bench's
+ * `cni-exec`, which joins the netns itself and reports on fd 3) it is the
+ * plugin's own fork-to-reaped time, as a Go runtime would see it.
+ */
 export function execPlugin(
   nodeNetns: string | null,
   binDirs: string[],
@@ -45,13 +51,15 @@ export function execPlugin(
   command: string,
   inv: Invocation,
   stdin: string,
+  timer?: string,
 ): Promise<{ stdout: string; code: number | null; stderr: string; ms: number }> {
   // Like libcni: the first directory of CNI_PATH that has the plugin.
   const bin = binDirs.map((d) => `${d}/${type}`).find((p) => fs.existsSync(p));
   if (!bin) return Promise.reject(new Error(`CNI plugin ${type} not found in ${binDirs.join(':')}`));
   // nsenter joins only the network namespace (ip netns exec also remounts /sys, which costs
   // more as mounts grow); plugins talk netlink, which follows the network namespace.
-  const argv = nodeNetns ? ['nsenter', `--net=/var/run/netns/${nodeNetns}`, bin] : [bin];
+  const netns = nodeNetns ? `/var/run/netns/${nodeNetns}` : undefined;
+  const argv = timer ? [timer, ...(netns ? ['--netns', netns] : []), bin] : netns ? ['nsenter', `--net=${netns}`, bin] : [bin];
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(argv[0], argv.slice(1), {
@@ -64,17 +72,22 @@ export function execPlugin(
         CNI_PATH: binDirs.join(':'),
         CNI_ARGS: Object.entries(inv.args).map(([k, v]) => `${k}=${v}`).join(';'),
       },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe', ...(timer ? (['pipe'] as const) : [])],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    let timed = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    if (timer) (child.stdio[3] as NodeJS.ReadableStream).on('data', (d) => (timed += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout, code, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 }));
+    child.on('close', (code) => {
+      const ms = timed.trim() ? Number(timed.trim()) / 1e6 : Number(process.hrtime.bigint() - started) / 1e6;
+      resolve({ stdout, code, stderr, ms });
+    });
     // A plugin that exits before reading its config tells why in its exit code and stderr; EPIPE here is not the story.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin);
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(stdin);
   });
 }
 
@@ -83,6 +96,8 @@ export class CniRuntime {
     private readonly nodeNetns: string,
     private readonly binDirs: string[],
     readonly network: NetworkList,
+    /** The bench's cni-exec: plugin times without nsenter and this process's fork (see execPlugin). */
+    private readonly timer?: string,
   ) {}
 
   private config(plugin: Record<string, unknown>, prevResult?: unknown): string {
@@ -91,7 +106,7 @@ export class CniRuntime {
 
   private async call(command: string, plugin: Record<string, unknown>, inv: Invocation, prevResult?: unknown): Promise<PluginRun> {
     const type = String(plugin.type);
-    const r = await execPlugin(this.nodeNetns, this.binDirs, type, command, inv, this.config(plugin, prevResult));
+    const r = await execPlugin(this.nodeNetns, this.binDirs, type, command, inv, this.config(plugin, prevResult), this.timer);
     if (r.code !== 0) {
       let err = null;
       try {

@@ -115,6 +115,22 @@ describeKernel('dataplane failures leave nothing half-done', () => {
       expect(() => dp.registerPod({ ...spec(pods[0]), netnsPath: '/proc/self/ns/net' })).toThrow(/it is the host network namespace/);
     });
 
+    test('registering reads /proc/self/mountinfo at most once per dataplane: it grows by a line per pod netns', () => {
+      // The module object itself: `import * as fs` gives a frozen view of it.
+      const read = jest.spyOn(require('fs') as typeof fs, 'readFileSync');
+      const mountinfoReads = () => read.mock.calls.filter(([f]) => String(f).endsWith('/mountinfo')).length;
+      try {
+        dp.registerPod(spec(pods[0]));
+        const afterFirst = mountinfoReads();
+        dp.registerPod(spec(pods[0]));
+        dp.registerPod(spec(pods[0]));
+        expect(mountinfoReads()).toBe(afterFirst);
+      } finally {
+        read.mockRestore();
+        dp.unregisterPod(native().netnsCookie(pods[0].netnsPath));
+      }
+    });
+
     test('a full pod map fails the registration cleanly', () => {
       dp.registerPod(spec(pods[0]));
       dp.registerPod(spec(pods[1]));
