@@ -135,6 +135,8 @@ export interface DataplaneBenchOptions {
   rounds: number;
   seconds: number;
   workloads?: string[];
+  /** perf record -a -g over each run of these scenarios, into dir/<scenario>-<workload>-r<round>.data (profile.ts). */
+  profile?: { dir: string; scenarios: Scenario[] };
   log?: (s: string) => void;
 }
 
@@ -222,6 +224,8 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
       const sk0 = skmsg(scenario);
       const req0 = w.kind === 'wrk' ? await serverRequests() : 0;
       if (w.kind === 'iperf3') await iperfServer();
+      const perfData = o.profile?.scenarios.includes(scenario) ? path.join(o.profile.dir, `${scenario}-${w.id}-r${round}.data`) : undefined;
+      const perf = perfData ? Proc.start(`perf ${scenario}`, ['perf', 'record', '-a', '-g', '-F', '499', '-o', perfData, '--', 'sleep', T]) : undefined;
       const cg0 = cgroupUs(lab.cgroupRoot);
       const host0 = hostBusyUs();
       let proc: Proc;
@@ -236,6 +240,7 @@ export async function benchDataplane(o: DataplaneBenchOptions) {
         proc = await client(['iperf3', '-c', h, '-p', String(p), '-t', T, '-l', String(w.size), '-J']);
       }
       const code = await proc.wait();
+      if (perf && (await perf.wait()) !== 0) throw new Error(`perf record failed: ${perf.stderr.slice(-300)}`);
       const cgroupCpuUs = cgroupUs(lab.cgroupRoot) - cg0;
       const hostCpuUs = hostBusyUs() - host0;
       const out = proc.lines.join('\n');

@@ -1,10 +1,15 @@
 /**
- * The benchmark command: dataplane (a a' b c d interleaved), webhook and
- * registration, in one run. Writes bench/results/<date>.json (raw, with the
- * machine), <date>.md (medians and ratios) and <date>.svg, and copies the
- * chart to bench/results/latest.svg, which README.md shows.
+ * The benchmark command: dataplane (a a' b c d interleaved), Service load
+ * balancing (also against the real kube-proxy at 1, 1,000 and 10,000
+ * Services), webhook and registration, in one run. Writes
+ * bench/results/<date>.json (raw, with the machine), <date>.md (medians and
+ * ratios), <date>.svg and <date>-kubeproxy.svg, and copies the charts to
+ * bench/results/latest.svg and latest-kubeproxy.svg, which README.md shows.
  *
- *   node dist/bench/run.js [--rounds 5] [--seconds 3] [--skip-control-plane]
+ *   node dist/bench/run.js [--rounds 5] [--seconds 3] [--skip-control-plane] [--quick]
+ *
+ * --quick: one round of 1 s, kube-proxy at 1 and 1,000 Services, fewer
+ * registration samples; for development (a few minutes), not for results.
  *
  * Exits 1 if a validity check failed (the results are still written, marked invalid).
  */
@@ -14,6 +19,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { projectRoot } from '../native';
 import { benchDataplane, RunResult, Scenario, SCENARIOS, WORKLOADS } from './dataplane';
+import { benchKubeProxy } from './kubeproxy';
+import { kubeProxyChart, kubeProxyMarkdown } from './kubeproxy-report';
 import { benchLb } from './lb';
 import { benchRegistration } from './registration';
 import { median } from './stats';
@@ -72,22 +79,38 @@ export function summarise(runs: RunResult[]) {
     }
   }
   const ratio = (w: string, k: string, x: Scenario, y: Scenario) => table[w]?.[x]?.[k] / table[w]?.[y]?.[k];
-  const ratios = {
-    'c/b short-connection req/s (target >= 1.10)': ratio('wrk-short-c16', 'reqPerSec', 'c', 'b'),
-    'c/b keep-alive c16 p99 (target <= 1.0)': ratio('wrk-keepalive-c16', 'latP99Us', 'c', 'b'),
-    'c/b keep-alive c64 p99 (target <= 1.0)': ratio('wrk-keepalive-c64', 'latP99Us', 'c', 'b'),
-    "c/a' keep-alive c16 req/s (target within 3%)": ratio('wrk-keepalive-c16', 'reqPerSec', 'c', "a'"),
-    "c/a' short-connection req/s (target within 3%)": ratio('wrk-short-c16', 'reqPerSec', 'c', "a'"),
-    "c/a' sockperf 1KB p50 (target within 3%)": ratio('sockperf-1KB', 'p50Us', 'c', "a'"),
-    'd/c sockperf 64B p50 (reported)': ratio('sockperf-64B', 'p50Us', 'd', 'c'),
-    'd/c sockperf 1KB p50 (target <= 0.6)': ratio('sockperf-1KB', 'p50Us', 'd', 'c'),
-    'd/c sockperf 16KB p50 (target <= 0.6)': ratio('sockperf-16KB', 'p50Us', 'd', 'c'),
-    'd/c iperf3 Gbit/s': ratio('iperf3-128K', 'gbitPerSec', 'd', 'c'),
-    'd/c iperf3 written but not received at the deadline (target <= 2)': ratio('iperf3-128K', 'bufferedAtEndMB', 'd', 'c'),
-    'b/a short-connection req/s': ratio('wrk-short-c16', 'reqPerSec', 'b', 'a'),
-    'c/a short-connection req/s': ratio('wrk-short-c16', 'reqPerSec', 'c', 'a'),
+  /** Each round's x against the same round's y: min / median / max, the spread every ratio is reported with. */
+  const value = (r: RunResult | undefined, k: string) =>
+    !r ? NaN : k === 'bufferedAtEndMB' ? (r.bufferedAtEndBytes ?? NaN) : k === 'cpuUsPerUnit' ? r.cgroupCpuUs / r.units : Number(r[k as keyof RunResult]);
+  const perRound = (w: string, k: string, x: Scenario, y: Scenario) => {
+    const rounds = [...new Set(runs.filter((r) => r.workload === w).map((r) => r.round))];
+    const at = (n: number, sc: Scenario) => runs.find((r) => r.workload === w && r.round === n && r.scenario === sc);
+    const xs = rounds
+      .map((n) => value(at(n, x), k) / value(at(n, y), k))
+      .filter(Number.isFinite)
+      .sort((a, b) => a - b);
+    return { min: xs[0], median: median(xs), max: xs[xs.length - 1] };
   };
-  return { table, ratios };
+  const comparisons: [label: string, w: string, k: string, x: Scenario, y: Scenario][] = [
+    ['c/b short-connection req/s (target >= 1.10)', 'wrk-short-c16', 'reqPerSec', 'c', 'b'],
+    ['c/b keep-alive c16 p99 (target <= 1.0)', 'wrk-keepalive-c16', 'latP99Us', 'c', 'b'],
+    ['c/b keep-alive c64 p99 (target <= 1.0)', 'wrk-keepalive-c64', 'latP99Us', 'c', 'b'],
+    ["c/a' keep-alive c16 req/s (target within 3%)", 'wrk-keepalive-c16', 'reqPerSec', 'c', "a'"],
+    ["c/a' short-connection req/s (target within 3%)", 'wrk-short-c16', 'reqPerSec', 'c', "a'"],
+    ["c/a' sockperf 1KB p50 (target within 3%)", 'sockperf-1KB', 'p50Us', 'c', "a'"],
+    ['d/c sockperf 64B p50 (reported)', 'sockperf-64B', 'p50Us', 'd', 'c'],
+    ['d/c sockperf 1KB p50 (target <= 0.6)', 'sockperf-1KB', 'p50Us', 'd', 'c'],
+    ['d/c sockperf 16KB p50 (target <= 0.6)', 'sockperf-16KB', 'p50Us', 'd', 'c'],
+    ['d/c iperf3 Gbit/s', 'iperf3-128K', 'gbitPerSec', 'd', 'c'],
+    ['d/c iperf3 written but not received at the deadline (target <= 2)', 'iperf3-128K', 'bufferedAtEndMB', 'd', 'c'],
+    ["c/a' short-connection CPU per request (target within 5%)", 'wrk-short-c16', 'cpuUsPerUnit', 'c', "a'"],
+    ['d/b short-connection req/s (target >= 1.25)', 'wrk-short-c16', 'reqPerSec', 'd', 'b'],
+    ['b/a short-connection req/s', 'wrk-short-c16', 'reqPerSec', 'b', 'a'],
+    ['c/a short-connection req/s', 'wrk-short-c16', 'reqPerSec', 'c', 'a'],
+  ];
+  const ratios = Object.fromEntries(comparisons.map(([label, w, k, x, y]) => [label, ratio(w, k, x, y)]));
+  const spreads = Object.fromEntries(comparisons.map(([label, w, k, x, y]) => [label, perRound(w, k, x, y)]));
+  return { table, ratios, spreads };
 }
 
 /** Grouped bars: each workload's headline metric relative to a' (the proxy without interception). */
@@ -154,9 +177,11 @@ function markdown(
     invalid.length ? `\n**INVALID RUN**: ${invalid.join('; ')}\n` : '\nValidity checks held: conntrack grew only in b, sk_msg redirected only in d, and the server-side hash of a 64 MiB transfer matched in every scenario and round.\n',
     '## Ratios',
     '',
-    '| comparison | ratio |',
-    '|---|---|',
-    ...Object.entries(s.ratios).map(([k, v]) => `| ${k} | ${f(v, 3)} |`),
+    'Ratio of the medians, and each round against the same round (min / median / max): a target is met only when that median meets it.',
+    '',
+    '| comparison | ratio | per round min / median / max |',
+    '|---|---|---|',
+    ...Object.entries(s.ratios).map(([k, v]) => `| ${k} | ${f(v, 3)} | ${f(s.spreads[k]?.min, 3)} / ${f(s.spreads[k]?.median, 3)} / ${f(s.spreads[k]?.max, 3)} |`),
     '',
     '## Medians',
     '',
@@ -197,8 +222,9 @@ function markdown(
 }
 
 async function main(): Promise<void> {
-  const rounds = arg('rounds', 5);
-  const seconds = arg('seconds', 3);
+  const quick = process.argv.includes('--quick');
+  const rounds = arg('rounds', quick ? 1 : 5);
+  const seconds = arg('seconds', quick ? 1 : 3);
   const controlPlane = !process.argv.includes('--skip-control-plane');
   const date = new Date().toISOString().slice(0, 10);
   const dir = path.join(projectRoot(), 'bench', 'results');
@@ -222,7 +248,11 @@ async function main(): Promise<void> {
   log('service load balancing: direct, iptables DNAT, socket LB');
   const lb = await section('lb', () => benchLb({ rounds, seconds, log }));
   const webhook = controlPlane ? (log('webhook: 200 req/s over HTTPS for 10 s'), await section('webhook', () => benchWebhook(200, 10))) : undefined;
-  const registration = controlPlane ? (log('registration: 0, 100, 1000 pods registered; 10 concurrent ADDs'), await section('registration', () => benchRegistration(40, 4))) : undefined;
+  const registration = controlPlane ? (log('registration: 0, 100, 1000 pods registered; 10 concurrent ADDs'), await section('registration', () => benchRegistration(quick ? 10 : 40, quick ? 1 : 4))) : undefined;
+  const kubeProxy = controlPlane
+    ? (log('kube-proxy (iptables, nftables) against the socket LB at 1, 1,000 and 10,000 Services'),
+      await section('kube-proxy', () => benchKubeProxy({ rounds: quick ? 1 : 3, seconds: quick ? 1 : 2, services: quick ? [1, 1000] : [1, 1000, 10000], changes: quick ? 4 : 10, log })))
+    : undefined;
 
   const s = summarise(dp.runs);
   const invalid = [
@@ -231,13 +261,20 @@ async function main(): Promise<void> {
     ...dp.byteChecks.filter((b) => !b.ok).map((b) => `byte check failed in ${b.scenario} round ${b.round}`),
     ...(registration && registration.escapes ? [`${registration.escapes} connections escaped the sidecar during registration`] : []),
     ...(lb?.runs ?? []).flatMap((r) => r.errors.map((e) => `lb ${r.scenario} ${r.workload} round ${r.round}: ${e}`)),
+    ...(kubeProxy?.failed ?? []).map((x) => `kube-proxy at ${x.n} Services: ${x.error}`),
+    ...(kubeProxy?.results ?? []).flatMap((x) => x.runs.flatMap((r) => r.errors.map((e) => `kube-proxy N=${x.n} ${r.peer} ${r.workload} round ${r.round}: ${e}`))),
   ];
-  const raw = { date, machine: m, valid: invalid.length === 0, invalid, dataplane: dp, summary: s, lb, webhook, registration };
+  const raw = { date, machine: m, quick, valid: invalid.length === 0, invalid, dataplane: dp, summary: s, lb, webhook, registration, kubeProxy };
   fs.writeFileSync(path.join(dir, `${date}.json`), JSON.stringify(raw, null, 2) + '\n');
   const svg = chart(s.table, `Switchyard dataplane, ${date}: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}`);
   fs.writeFileSync(path.join(dir, `${date}.svg`), svg);
   fs.writeFileSync(path.join(dir, 'latest.svg'), svg);
-  const md = markdown(date, m, dp, s, webhook, registration, invalid, lb);
+  if (kubeProxy) {
+    const kp = kubeProxyChart(kubeProxy, `Service load balancing against kube-proxy, ${date}: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}`);
+    fs.writeFileSync(path.join(dir, `${date}-kubeproxy.svg`), kp);
+    fs.writeFileSync(path.join(dir, 'latest-kubeproxy.svg'), kp);
+  }
+  const md = markdown(date, m, dp, s, webhook, registration, invalid, lb) + (kubeProxy ? `\n${kubeProxyMarkdown(kubeProxy)}` : '');
   fs.writeFileSync(path.join(dir, `${date}.md`), md);
   log(`\n${md}`);
   log(`wrote bench/results/${date}.json, ${date}.md, ${date}.svg and latest.svg`);

@@ -3,7 +3,8 @@
 //
 //   lean proxy --listen PORT            transparent: upstream = SO_ORIGINAL_DST
 //   lean proxy --map LPORT=IP:PORT ...  explicit: each listener has a fixed upstream
-//   lean http  --listen IP:PORT         fixed 200 "ok" per request, keep-alive
+//   lean http  --listen IP:PORT [--body TEXT]
+//                                       fixed 200 "ok" (or TEXT) per request, keep-alive
 //                                       unless the request says Connection: close
 //
 // One thread per connection; the proxy relays both directions with poll and
@@ -157,8 +158,16 @@ static void *accept_loop(void *arg) {
 
 // ---- http ----------------------------------------------------------------
 
-static const char RESP_KEEP[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
-static const char RESP_CLOSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nok";
+static char RESP_KEEP[256], RESP_CLOSE[256];
+static size_t RESP_KEEP_N, RESP_CLOSE_N;
+
+static void usage(void);
+
+static void set_body(const char *body) {
+  if (strlen(body) > 64) usage();
+  RESP_KEEP_N = (size_t)snprintf(RESP_KEEP, sizeof RESP_KEEP, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: text/plain\r\n\r\n%s", strlen(body), body);
+  RESP_CLOSE_N = (size_t)snprintf(RESP_CLOSE, sizeof RESP_CLOSE, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n%s", strlen(body), body);
+}
 
 static void *serve(void *arg) {
   int fd = (int)(long)arg;
@@ -178,7 +187,7 @@ static void *serve(void *arg) {
       closing = strcasestr(buf, "connection: close") != NULL;
       atomic_fetch_add(&g_requests, 1);
       const char *resp = closing ? RESP_CLOSE : RESP_KEEP;
-      size_t n = closing ? sizeof RESP_CLOSE - 1 : sizeof RESP_KEEP - 1;
+      size_t n = closing ? RESP_CLOSE_N : RESP_KEEP_N;
       if (send_all(fd, resp, n) < 0) goto out;
       atomic_fetch_add(&g_bytes_down, n);
       size_t used = (size_t)(end + 4 - buf);
@@ -216,7 +225,7 @@ static void *http_loop(void *arg) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: lean proxy --listen PORT | lean proxy --map LPORT=IP:PORT [...] | lean http --listen IP:PORT\n");
+          "usage: lean proxy --listen PORT | lean proxy --map LPORT=IP:PORT [...] | lean http --listen IP:PORT [--body TEXT]\n");
   exit(2);
 }
 
@@ -252,6 +261,7 @@ int main(int argc, char **argv) {
     char ip[64];
     int port;
     if (sscanf(argv[3], "%63[^:]:%d", ip, &port) != 2) usage();
+    set_body(argc >= 6 && strcmp(argv[4], "--body") == 0 ? argv[5] : "ok");
     pthread_create(&t, NULL, http_loop, (void *)(long)listen_on(ip, port));
   } else {
     usage();
