@@ -1,9 +1,11 @@
 /**
  * sockmapAcceleration: false keeps interception exactly as it is but leaves
- * the app <-> sidecar hop on TCP loopback: sockets are still tracked, and no
- * message is redirected by sk_msg.
+ * the app <-> sidecar hop on TCP loopback: no socket enters the sockhash
+ * (one there pays for tcp_bpf's psock on every call with nothing to splice),
+ * and no message is redirected by sk_msg.
  */
 import { DEFAULT_INTERCEPTION } from '../../api/interception';
+import { native } from '../../native';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { NetLab, Pod } from '../../lab/src/netlab';
@@ -29,12 +31,15 @@ describeKernel('sockmap acceleration off', () => {
     await lab?.cleanup();
   });
 
-  test('traffic is intercepted and intact, and sk_msg redirects nothing', async () => {
+  test('traffic is intercepted and intact, no socket enters the sockhash, and sk_msg redirects nothing', async () => {
     const before = dp.counters();
     const r = await lab.run(client, 'test/fixtures/client.js', ['--host', server.ip, '--port', '8080', '--pingpong', '20', '--seed', '3'], { uid: 1000 });
     const after = dp.counters();
     expect(r).toMatchObject({ intact: true, peer: '127.0.0.1:15001' });
     expect(after.SY_C_CONNECT_REDIRECTED_OUTBOUND - before.SY_C_CONNECT_REDIRECTED_OUTBOUND).toBe(1n);
     expect(after.SY_C_SKMSG_REDIRECTED - before.SY_C_SKMSG_REDIRECTED).toBe(0n);
+    expect(after.SY_C_SOCKMAP_INSERTED - before.SY_C_SOCKMAP_INSERTED).toBe(0n);
+    expect(dp.mapEntries('sy_sock_addr')).toBe(0); // written with every sockhash insert
+    expect(dp.pod(native().netnsCookie(client.netnsPath))?.sockmap).toBe(false);
   });
 });

@@ -146,7 +146,7 @@ export class Registrar {
         exclude_inbound: d.interception.excludeInboundPorts.join(',') || '-',
         exclude_outbound: d.interception.excludeOutboundPorts.join(',') || '-',
         exclude_cidrs: d.interception.excludeOutboundCidrs.join(',') || '-',
-        sockmap: d.interception.sockmap === false ? 'off' : 'on',
+        sockmap: reg.config.sockmap ? 'on' : 'off',
         reclaimed_ips: reg.reclaimedIps.join(',') || undefined,
         duration_ms: (seconds * 1000).toFixed(2),
         lookup_ms: lookedUp.toFixed(2), // API cache wait + cgroup lookup

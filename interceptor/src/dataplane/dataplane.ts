@@ -73,6 +73,13 @@ export class Dataplane {
   private constructor(
     readonly pinRoot: string,
     readonly cgroupPath: string,
+    /**
+     * sk_msg is attached to the sockhash. When it is not, no socket goes
+     * into the hash either: a socket there runs through tcp_bpf's psock on
+     * every send, receive and close, which cost about 8 µs per short
+     * connection with nothing to splice (bench/profile.ts, scenario c).
+     */
+    readonly sockmapAcceleration = true,
   ) {
     for (const m of MAPS) this.fds.set(m, native().mapOpen(path.join(pinRoot, m)));
     this.handoff = exists(path.join(pinRoot, 'sy_origdst_pending')) ? 'task-storage' : 'socket-cookie';
@@ -81,19 +88,19 @@ export class Dataplane {
   /** Checks the host, loads every object, pins and attaches; all of it or none (loader.ts). */
   static load(opts: DataplaneOptions): Dataplane {
     const p = loadPins(opts);
-    return new Dataplane(p.pinRoot, p.cgroupPath);
+    return new Dataplane(p.pinRoot, p.cgroupPath, opts.sockmapAcceleration !== false);
   }
 
   /** Takes over a dataplane of this ABI version that an earlier agent left pinned, without touching traffic. */
-  static adopt(opts: { pinRoot?: string; cgroupPath: string }): Dataplane {
+  static adopt(opts: { pinRoot?: string; cgroupPath: string; sockmapAcceleration?: boolean }): Dataplane {
     const p = adoptPins(opts);
-    return new Dataplane(p.pinRoot, p.cgroupPath);
+    return new Dataplane(p.pinRoot, p.cgroupPath, opts.sockmapAcceleration !== false);
   }
 
   /** What the agent does at start: recover, then load, adopt or upgrade in place (loader.ts). */
   static open(opts: OpenOptions): Opened & { dp: Dataplane } {
     const { pinRoot, cgroupPath, ...opened } = openPins(opts);
-    return { dp: new Dataplane(pinRoot, cgroupPath), ...opened };
+    return { dp: new Dataplane(pinRoot, cgroupPath, opts.sockmapAcceleration !== false), ...opened };
   }
 
   /** True when pins of a dataplane exist under pinRoot. */
@@ -168,7 +175,7 @@ export class Dataplane {
       excludeOutboundPorts: interception.excludeOutboundPorts,
       excludeInboundPorts: interception.excludeInboundPorts,
       excludeOutboundCidrs: interception.cidrs,
-      sockmap: interception.sockmap !== false,
+      sockmap: interception.sockmap !== false && this.sockmapAcceleration,
     };
 
     const key = encodeNetnsKey(netnsCookie);
