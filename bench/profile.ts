@@ -4,9 +4,9 @@
  * (the whole machine: client, proxy, server, softirq), folded into flame
  * graphs and into CPU µs per request per function, c and d against a'.
  *
- *   node dist/bench/profile.js [--seconds 5] [--scenarios "a',c,d"]
+ *   node dist/bench/profile.js [--seconds 5] [--scenarios "a',c,d"] [--label NAME]
  *
- * Writes bench/results/<date>-flame-<scenario>.svg and <date>-profile.md.
+ * Writes bench/results/<date>[-NAME]-flame-<scenario>.svg and <date>[-NAME]-profile.md.
  * BPF programs show by name (net.core.bpf_jit_kallsyms is set for the run).
  * Profiling costs CPU itself: these runs are for where, not how fast.
  */
@@ -61,6 +61,11 @@ if (require.main === module) {
     return i >= 0 ? process.argv[i + 1] : d;
   };
   const scenarios = arg('scenarios', "a',c,d").split(',') as Scenario[];
+  const label = arg('label', '');
+  if (label && !/^[a-z0-9-]+$/.test(label)) {
+    process.stderr.write(`profile: --label is part of a file name (a-z, 0-9, -), not '${label}'\n`);
+    process.exit(2);
+  }
   const bad = scenarios.filter((s) => !SCENARIOS.includes(s));
   if (bad.length || !scenarios.includes("a'")) {
     process.stderr.write(`profile: --scenarios takes a list of ${SCENARIOS.join(' ')} that includes a' (the baseline); got ${bad.join(', ') || 'no a\''}\n`);
@@ -68,11 +73,17 @@ if (require.main === module) {
   }
   profile(Number(arg('seconds', '5')), scenarios).then(
     (p) => {
-      const date = new Date().toISOString().slice(0, 10);
+      const date = `${new Date().toISOString().slice(0, 10)}${label ? `-${label}` : ''}`;
       const dir = path.join(projectRoot(), 'bench', 'results');
       const lines = [`# Short-connection profile, ${date}`, '', `wrk ${WORKLOAD}, perf record -a -g at ${HZ} Hz over the whole machine (client, proxy, server, softirq); CPU µs per request = samples × ${(1e6 / HZ).toFixed(0)} µs / requests.`, ''];
       lines.push('| scenario | requests | samples | CPU µs per request (all) |', '|---|---|---|---|');
       for (const sc of scenarios) lines.push(`| ${sc} | ${p[sc].requests} | ${p[sc].samples} | ${usPerReq(p[sc].samples, p[sc].requests).toFixed(1)} |`);
+      // Switchyard's own frames and what they pull in (BPF programs, the cgroup hooks that run them, the sockmap's tcp_bpf).
+      const ours = /_\[bpf\]$|^__cgroup_bpf_run|^tcp_bpf_|psock/;
+      const own = scenarios.map((sc) => inclusive(p[sc].folded));
+      const frames = [...new Set(own.flatMap((m) => [...m.keys()].filter((f) => ours.test(f))))].sort();
+      lines.push('', "## Switchyard's own frames (inclusive CPU µs per request)", '', `| function | ${scenarios.join(' | ')} |`, `|---|${scenarios.map(() => '---').join('|')}|`);
+      for (const f of frames) lines.push(`| \`${f}\` | ${scenarios.map((sc, i) => usPerReq(own[i].get(f) ?? 0, p[sc].requests).toFixed(2)).join(' | ')} |`);
       for (const sc of scenarios.filter((s) => s !== "a'")) {
         lines.push('', `## ${sc} against a': the functions whose inclusive CPU per request differs most`, '', `| function | a' µs/req | ${sc} µs/req | Δ |`, '|---|---|---|---|');
         for (const x of compare(p, "a'", sc)) lines.push(`| \`${x.f}\` | ${x.base.toFixed(2)} | ${x.other.toFixed(2)} | ${x.delta >= 0 ? '+' : ''}${x.delta.toFixed(2)} |`);

@@ -9,7 +9,8 @@
  *   node dist/bench/run.js [--rounds 5] [--seconds 3] [--skip-control-plane] [--quick]
  *
  * --quick: one round of 1 s, kube-proxy at 1 and 1,000 Services, fewer
- * registration samples; for development (a few minutes), not for results.
+ * registration samples; for development (a few minutes), not for results:
+ * it writes <date>-quick.* and leaves the latest charts alone.
  *
  * Exits 1 if a validity check failed (the results are still written, marked invalid).
  */
@@ -226,7 +227,8 @@ async function main(): Promise<void> {
   const rounds = arg('rounds', quick ? 1 : 5);
   const seconds = arg('seconds', quick ? 1 : 3);
   const controlPlane = !process.argv.includes('--skip-control-plane');
-  const date = new Date().toISOString().slice(0, 10);
+  // A quick run is a check that everything runs, not a result: it never replaces the results the README shows.
+  const date = `${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}`;
   const dir = path.join(projectRoot(), 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const m = machine();
@@ -268,16 +270,16 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(dir, `${date}.json`), JSON.stringify(raw, null, 2) + '\n');
   const svg = chart(s.table, `Switchyard dataplane, ${date}: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}`);
   fs.writeFileSync(path.join(dir, `${date}.svg`), svg);
-  fs.writeFileSync(path.join(dir, 'latest.svg'), svg);
+  if (!quick) fs.writeFileSync(path.join(dir, 'latest.svg'), svg);
   if (kubeProxy) {
     const kp = kubeProxyChart(kubeProxy, `Service load balancing against kube-proxy, ${date}: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}`);
     fs.writeFileSync(path.join(dir, `${date}-kubeproxy.svg`), kp);
-    fs.writeFileSync(path.join(dir, 'latest-kubeproxy.svg'), kp);
+    if (!quick) fs.writeFileSync(path.join(dir, 'latest-kubeproxy.svg'), kp);
   }
   const md = markdown(date, m, dp, s, webhook, registration, invalid, lb) + (kubeProxy ? `\n${kubeProxyMarkdown(kubeProxy)}` : '');
   fs.writeFileSync(path.join(dir, `${date}.md`), md);
   log(`\n${md}`);
-  log(`wrote bench/results/${date}.json, ${date}.md, ${date}.svg and latest.svg`);
+  log(`wrote bench/results/${date}.json, ${date}.md and the charts${quick ? ' (quick: latest*.svg left as they were)' : ', also as latest*.svg'}`);
   if (invalid.length) {
     log(`INVALID: ${invalid.length} validity checks failed`);
     process.exitCode = 1;

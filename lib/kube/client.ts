@@ -8,7 +8,8 @@
  * and watches with bookmarks and a field selector (reflector.ts), keeps slim
  * objects, and writes Events as JSON merge patches; the typed 0.x classes
  * would parse every object into a model first. Types still come from
- * client-node (`V1Pod` and friends, see types.ts).
+ * client-node (`V1Pod` and friends), narrowed with Pick<> where each cache
+ * is defined.
  */
 import * as http from 'http';
 import * as https from 'https';
@@ -97,34 +98,34 @@ export class KubeClient {
     return new ApiError(code, `${what}: HTTP ${code}: ${message}`);
   }
 
-  /** Any request; the status is the caller's to judge. A JSON body is parsed, other text is returned as is. */
-  async request(method: 'GET' | WriteMethod, pathAndQuery: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<{ status: number; body: any }> {
+  private async exchange(method: 'GET' | WriteMethod, pathAndQuery: string, body: unknown, contentType: string, timeoutMs: number): Promise<{ status: number; text: string }> {
     const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const res = await this.open(method, pathAndQuery, timeoutMs, data === undefined ? undefined : { contentType, data });
-    const text = await KubeClient.text(res);
-    let parsed: unknown = text;
+    return { status: res.statusCode ?? 0, text: await KubeClient.text(res) };
+  }
+
+  /** Any request; the status is the caller's to judge. A JSON body is parsed, other text is returned as is. */
+  async request(method: 'GET' | WriteMethod, pathAndQuery: string, body?: unknown, contentType = 'application/json', timeoutMs = 30_000): Promise<{ status: number; body: any }> {
+    const r = await this.exchange(method, pathAndQuery, body, contentType, timeoutMs);
+    let parsed: unknown = r.text;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(r.text);
     } catch {
       /* plain text (/readyz) */
     }
-    return { status: res.statusCode ?? 0, body: parsed };
+    return { status: r.status, body: parsed };
   }
 
   async getJson<T>(pathAndQuery: string, timeoutMs = 30_000): Promise<T> {
-    const res = await this.open('GET', pathAndQuery, timeoutMs);
-    const text = await KubeClient.text(res);
-    if (res.statusCode !== 200) throw KubeClient.statusError(res.statusCode ?? 0, text, `GET ${pathAndQuery}`);
-    return JSON.parse(text) as T;
+    const r = await this.exchange('GET', pathAndQuery, undefined, 'application/json', timeoutMs);
+    if (r.status !== 200) throw KubeClient.statusError(r.status, r.text, `GET ${pathAndQuery}`);
+    return JSON.parse(r.text) as T;
   }
 
   /** One write: POST a JSON object, or PATCH with a JSON merge patch. Throws ApiError on a status of 300 or more. */
   async send(method: 'POST' | 'PATCH', path: string, body: unknown, timeoutMs = 10_000): Promise<void> {
-    const contentType = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
-    const data = JSON.stringify(body);
-    const res = await this.open(method, path, timeoutMs, { contentType, data });
-    const text = await KubeClient.text(res);
-    if ((res.statusCode ?? 0) >= 300) throw KubeClient.statusError(res.statusCode ?? 0, text, `${method} ${path}`);
+    const r = await this.exchange(method, path, body, method === 'PATCH' ? 'application/merge-patch+json' : 'application/json', timeoutMs);
+    if (r.status >= 300) throw KubeClient.statusError(r.status, r.text, `${method} ${path}`);
   }
 
   /**
