@@ -96,6 +96,7 @@ export async function benchKubeProxy(o: KubeProxyOptions) {
   let dp: Dataplane | undefined;
   let lb: ServiceLoadBalancer | undefined;
   let admin: KubeClient | undefined;
+  let lbClient: KubeClient | undefined;
   let keep = process.env.SWITCHYARD_BENCH_KEEP === '1';
   try {
     await cp.start();
@@ -130,8 +131,8 @@ export async function benchKubeProxy(o: KubeProxyOptions) {
       peers.push(peer);
     }
     dp = Dataplane.load({ cgroupPath: path.dirname(scope), pinRoot: lab.pinRoot });
-    const lbLog: string[] = [];
-    lb = new ServiceLoadBalancer(new KubeClient(kubeconfigFromFile(cp.kubeconfig), 'switchyard-bench'), dp, (l, m, f) => lbLog.push(`${l} ${m} ${JSON.stringify(f)}`), (e) => log(`socket LB watch: ${e.message}`));
+    lbClient = new KubeClient(kubeconfigFromFile(cp.kubeconfig), 'switchyard-bench');
+    lb = new ServiceLoadBalancer(lbClient, dp, () => undefined, (e) => log(`socket LB watch: ${e.message}`));
     await lb.start();
 
     // The Service every measurement aims at, with the 10 real backends.
@@ -300,6 +301,7 @@ export async function benchKubeProxy(o: KubeProxyOptions) {
     for (const p of peers) await p.stop();
     dp?.unload();
     admin?.close();
+    lbClient?.close();
     await lab.cleanup();
     await cp.stop();
     if (keep) log(`kube-proxy bench: logs and configuration kept in ${dir}`);
