@@ -266,7 +266,10 @@ describeKernel('upgrading the agent across a BPF ABI change, with traffic flowin
       // says): every restart must first resume or roll back what it finds.
       while (stats.failpointKills < KILLS) {
         const { first, phases } = reachablePoints(node.h.lab.pinRoot);
-        const point = pick(phases[Math.max(first, Math.floor((stats.failpointKills * phases.length) / KILLS))]);
+        const candidates = phases[Math.max(first, Math.floor((stats.failpointKills * phases.length) / KILLS))];
+        // The first kill lands inside prepare, before its record: the next start must roll it back. (Drawn
+        // at 'recorded:Prepared', every later start would resume instead and no rollback would be seen.)
+        const point = pick(stats.failpointKills === 0 ? candidates.filter((c) => c !== 'recorded:Prepared') : candidates);
         const agent = node.h.spawnAgent({ SWITCHYARD_FAILPOINT: point });
         const outcome = await agent.waitForLine(ready, 30000).then(
           () => 'ready',
