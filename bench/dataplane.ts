@@ -114,7 +114,8 @@ function hostBusyUs(): number {
   return ((total - idle) * 1e6) / 100; // USER_HZ = 100 on Debian kernels
 }
 
-const cgroupUs = (cg: string) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(cg, 'cpu.stat'), 'utf8'))![1]);
+/** CPU used by a cgroup so far, µs (cgroup v2 cpu.stat). */
+export const cgroupUs = (cg: string) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(cg, 'cpu.stat'), 'utf8'))![1]);
 
 /**
  * Conntrack entry ids in a netns. Entries a run created are still there when

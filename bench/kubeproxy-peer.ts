@@ -16,12 +16,11 @@ import { ControlPlane, k8sBinDir } from '../lab/src/controlplane';
 import { RELAY } from '../lab/src/kubenodes';
 import { NetLab, Pod } from '../lab/src/netlab';
 import { Proc } from '../lab/src/proc';
+import { cgroupUs } from './dataplane';
 
 export type ProxyMode = 'iptables' | 'nftables';
 /** Which xtables the iptables mode drives: Debian's default `iptables` is the nf_tables-backed one. */
 export type IptablesBackend = 'legacy' | 'nft';
-
-const cgroupUs = (cg: string) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(cg, 'cpu.stat'), 'utf8'))![1]);
 
 export class KubeProxyPeer {
   readonly cgroup: string;
@@ -136,15 +135,6 @@ export class KubeProxyPeer {
   /** CPU used by kube-proxy so far, µs (its cgroup). */
   cpuUs(): number {
     return cgroupUs(this.cgroup);
-  }
-
-  /** Connection tracking entries in this netns: kube-proxy's NAT needs them, the socket LB does not. */
-  conntrackCount(): number {
-    try {
-      return Number(this.exec(['cat', '/proc/sys/net/netfilter/nf_conntrack_count']).trim());
-    } catch {
-      return 0;
-    }
   }
 
   async stop(): Promise<void> {

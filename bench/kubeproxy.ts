@@ -35,8 +35,8 @@ import { kubeconfigFromFile } from '../lib/kube/config';
 import { projectRoot } from '../native';
 import { ControlPlane, controlPlaneMissing, k8sBinDir } from '../lab/src/controlplane';
 import { NetLab, Pod, sh } from '../lab/src/netlab';
-import { Proc } from '../lab/src/proc';
-import { parseWrk } from './dataplane';
+import { Proc, waitUntil } from '../lab/src/proc';
+import { cgroupUs, parseWrk } from './dataplane';
 import { IptablesBackend, KubeProxyPeer, ipvsMissing, netnsConntrack } from './kubeproxy-peer';
 import { median, percentile } from './stats';
 
@@ -49,7 +49,6 @@ const WORKLOADS = [
   { id: 'short-c16', args: ['-c16', '-H', 'Connection: close'] },
   { id: 'keepalive-c16', args: ['-c16'] },
 ];
-const cgroupUs = (cg: string) => Number(/usage_usec (\d+)/.exec(fs.readFileSync(path.join(cg, 'cpu.stat'), 'utf8'))![1]);
 const now = () => process.hrtime.bigint();
 
 export interface KubeProxyOptions {
@@ -67,14 +66,6 @@ const fakeEndpoints = (i: number) => Array.from({ length: 10 }, (_, j) => {
   const k = i * 10 + j;
   return `10.${100 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`;
 });
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number, periodMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, periodMs));
-  }
-}
 
 async function pool<T>(items: T[], width: number, f: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -154,7 +145,7 @@ export async function benchKubeProxy(o: KubeProxyOptions) {
     const tStart = now();
     const targetIp = await create('target', BACKENDS);
     let created = 1;
-    for (const peer of peers) await waitFor(`kube-proxy ${peer.mode} to program the first Service`, () => peer.has(targetIp), 120_000);
+    for (const peer of peers) await waitUntil(() => peer.has(targetIp), `kube-proxy ${peer.mode} to program the first Service`, 120_000, 100);
     log(`kube-proxy bench: both kube-proxies programmed the first Service ${(Number(now() - tStart) / 1e6).toFixed(0)} ms after they started`);
 
     const peerOf = (p: Peer) => peers.find((x) => x.mode === p);
@@ -205,7 +196,7 @@ export async function benchKubeProxy(o: KubeProxyOptions) {
             const kp = peerOf(p);
             // kube-proxy: its own log says when a sync covering every Service finished (n + the apiserver's own).
             const synced = () => (kp ? kp.syncedAt(n + 1, 10 * n) !== undefined : programmed(p, lastIp) && programmed(p, targetIp));
-            await waitFor(`${p} to program ${n} Services`, synced, 900_000, kp ? 100 : 20);
+            await waitUntil(synced, `${p} to program ${n} Services`, 900_000, kp ? 100 : 20);
             const catchUpMs = kp ? Math.max(0, kp.syncedAt(n + 1, 10 * n)! - tCreatedWall) : Number(now() - tCreated) / 1e6;
             const cpuMs = kp ? (kp.cpuUs() - cpuBefore[kp.mode]) / 1000 : undefined;
             // Validity: the rules are there (one dump: at 10,000 Services, nft takes seconds to list them).

@@ -154,10 +154,10 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
 }
 
 /** Polls kernel or process state until cond holds; fails with a description after the deadline. */
-export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+export async function waitUntil(cond: () => boolean, what: string, timeoutMs = 5000, periodMs = 5): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, periodMs));
   }
 }
