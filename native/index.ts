@@ -106,6 +106,8 @@ export interface Native {
   ringbufOpen(pin: string): RingbufHandle;
   ringbufConsume(handle: RingbufHandle, max: number): Buffer[];
   ringbufClose(handle: RingbufHandle): void;
+  /** BPF_PROG_TEST_RUN (native/src/testrun.cc): one run of a pinned program on a crafted packet. */
+  progTestRun(progPin: string, packet: Buffer, ifindex?: number): { retval: number; packet: Buffer };
 }
 
 /** Opaque: a reader of one pinned ring buffer. */

@@ -12,6 +12,7 @@ import { PROGRAMS } from '../interceptor/src/dataplane/dataplane';
 import { MAPS, OBJECTS, objectFile } from '../interceptor/src/dataplane/layout';
 import { DEFAULT_MAP_SIZES } from '../interceptor/src/dataplane/config';
 import { ABI_VERSION } from '../interceptor/src/dataplane/abi-record';
+import { NODEPORT_LAYOUTS } from '../interceptor/src/dataplane/abi-nodeport';
 import { projectRoot } from '../native';
 
 const objects = [...new Set(PROGRAMS.map((p) => path.join(bpfObjectDir(), `${p.object}.bpf.o`)))];
@@ -21,7 +22,7 @@ describe('ABI shared by BPF and TypeScript', () => {
     for (const o of objects) expect(fs.existsSync(o)).toBe(true);
   });
 
-  test.each(LAYOUTS.map((l) => [l.name, l] as const))('struct %s matches its BTF in every object that has it', (name, layout) => {
+  test.each([...LAYOUTS, ...NODEPORT_LAYOUTS].map((l) => [l.name, l] as const))('struct %s matches its BTF in every object that has it', (name, layout) => {
     let seen = 0;
     for (const obj of objects) {
       const btf = native().btfDescribe(obj, name) as BtfStruct | null;

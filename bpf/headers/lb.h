@@ -39,9 +39,13 @@ static __always_inline void sy_lb_count(__u32 service_id, int translated)
 		c->no_backend += 1;
 }
 
-/* One backend for this frontend, honouring session affinity. Constant time. */
-static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *fe,
-				      struct sy_lb_backend *out)
+/*
+ * One backend for this frontend, honouring session affinity: the affine
+ * entry at ak in affinity_map (keyed by netns at connect, by client address
+ * at the node). Constant time. *slot_out is the slot it came from.
+ */
+static __always_inline int sy_lb_pick_with(void *affinity_map, const void *ak, const struct sy_lb_frontend *fe,
+					   struct sy_lb_backend *out, __u32 *slot_out)
 {
 	struct sy_lb_backend_key bk = { .service_id = fe->service_id };
 	struct sy_lb_backend *b;
@@ -50,8 +54,7 @@ static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *
 	if (count == 0)
 		return -1;
 	if (fe->flags & SY_LB_F_AFFINITY) {
-		struct sy_lb_affinity_key ak = { .netns_cookie = netns, .service_id = fe->service_id };
-		struct sy_lb_affinity *a = bpf_map_lookup_elem(&sy_lb_affinity, &ak);
+		struct sy_lb_affinity *a = bpf_map_lookup_elem(affinity_map, ak);
 		__u64 now = bpf_ktime_get_ns();
 
 		if (a && now - a->last_used_ns < (__u64)fe->affinity_timeout_s * 1000000000ULL &&
@@ -62,6 +65,7 @@ static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *
 			if (b && b->port == a->port && sy_addr_eq(&b->addr, &a->addr)) {
 				a->last_used_ns = now;
 				*out = *b;
+				*slot_out = bk.slot;
 				return 0;
 			}
 		}
@@ -71,8 +75,9 @@ static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *
 			return -1;
 		struct sy_lb_affinity na = { .addr = b->addr, .port = b->port, .slot = bk.slot, .last_used_ns = now };
 
-		bpf_map_update_elem(&sy_lb_affinity, &ak, &na, BPF_ANY);
+		bpf_map_update_elem(affinity_map, ak, &na, BPF_ANY);
 		*out = *b;
+		*slot_out = bk.slot;
 		return 0;
 	}
 	bk.slot = bpf_get_prandom_u32() % count;
@@ -85,7 +90,17 @@ static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *
 			return -1;
 	}
 	*out = *b;
+	*slot_out = bk.slot;
 	return 0;
+}
+
+/* At connect: affinity by the client's network namespace. */
+static __always_inline int sy_lb_pick(__u64 netns, const struct sy_lb_frontend *fe, struct sy_lb_backend *out)
+{
+	struct sy_lb_affinity_key ak = { .netns_cookie = netns, .service_id = fe->service_id };
+	__u32 slot;
+
+	return sy_lb_pick_with(&sy_lb_affinity, &ak, fe, out, &slot);
 }
 
 /* The frontend at dst:port/proto (host byte order port), or NULL. */

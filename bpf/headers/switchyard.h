@@ -24,7 +24,7 @@
  * test/abi.test.ts checks). The agent pins it beside the maps and upgrades
  * the pins of every older version in place; it refuses newer ones.
  */
-#define SY_ABI_VERSION 3
+#define SY_ABI_VERSION 4
 
 #define SY_MAX_POD_IPS 2
 #define SY_MAX_EXCLUDED_PORTS 16
@@ -158,6 +158,16 @@ enum sy_counter {
 	SY_C_LB_REVERSED,                /* getpeername/recvmsg answered with the frontend */
 	SY_C_SOCKMAP_SKIPPED,            /* intra-pod socket kept out of the sockhash: not app <-> sidecar, or the pod opted out */
 	SY_C_SKMSG_PASSED_BACKPRESSURE,  /* message sent by TCP: the peer's psock queue was full, or TCP bytes were unread */
+	SY_C_NP_LOCAL,                   /* NodePort/external flow sent to a backend on this node (DNAT, client IP kept) */
+	SY_C_NP_SNAT,                    /* ... to another node's backend, source rewritten to this node (snat mode) */
+	SY_C_NP_DSR,                     /* ... to another node's backend, Service address carried in an IP option (dsr) */
+	SY_C_NP_NO_BACKEND,              /* packet to a NodePort/external frontend without a usable backend: dropped */
+	SY_C_NP_SNAT_PORTS_EXHAUSTED,    /* new snat flow dropped: no free source port for that backend */
+	SY_C_NP_SNAT_REPLIES,            /* reply to a snat flow turned back towards the client */
+	SY_C_NP_DSR_RECORDED,            /* backend node: a DSR option read and its reverse entry recorded */
+	SY_C_NP_REPLIES_REWRITTEN,       /* reply leaving a node with the Service address as its source (DSR, local) */
+	SY_C_NP_ICMP_TOO_BIG,            /* DF packet too big for the DSR option: ICMP fragmentation needed sent */
+	SY_C_NP_STACK_FORWARDED,         /* translated, then left to the kernel's routing (no direct path, or to be fragmented) */
 	SY_C_MAX,
 };
 
@@ -168,7 +178,10 @@ enum sy_counter {
  * counts them, and shrinks the count before it deletes slots.
  */
 enum sy_lb_flags {
-	SY_LB_F_AFFINITY = 1, /* sessionAffinity: ClientIP (client = netns) */
+	SY_LB_F_AFFINITY = 1, /* sessionAffinity: ClientIP (client = netns; at the node, the client IP) */
+	SY_LB_F_DSR = 2,      /* node frontends: TCP to a remote backend by direct server return */
+	SY_LB_F_DSR_UDP = 4,  /* node frontends: UDP too (mode dsr; hybrid leaves UDP to snat) */
+	SY_LB_F_LOCAL = 8,    /* node frontends: externalTrafficPolicy Local (the backends are this node's) */
 };
 
 struct sy_lb_frontend_key {
@@ -191,10 +204,14 @@ struct sy_lb_backend_key {
 	__u32 slot;
 };
 
+enum sy_lb_backend_flags {
+	SY_LB_BE_F_LOCAL = 1, /* the endpoint runs on this node */
+};
+
 struct sy_lb_backend {
 	struct sy_addr addr;
 	__u16 port;
-	__u16 _pad;
+	__u16 flags; /* enum sy_lb_backend_flags */
 };
 
 struct sy_lb_affinity_key {
@@ -230,6 +247,112 @@ struct sy_lb_revnat {
 struct sy_lb_counters {
 	__u64 translations;
 	__u64 no_backend;
+};
+
+/*
+ * NodePort, externalIPs and LoadBalancer ingress IPs at the node
+ * (sy_nodeport.c, tc on the node's devices). sy_lb_external maps a node
+ * frontend (node address:nodePort, external IP:port) to a service id whose
+ * backends are in sy_lb_backends, like sy_lb_frontends does for connect.
+ */
+enum sy_np_path {
+	SY_NP_LOCAL = 1, /* backend on this node: DNAT, the reply passes here again */
+	SY_NP_SNAT = 2,  /* remote backend, source rewritten to this node */
+	SY_NP_DSR = 3,   /* remote backend, Service address in an IP option; the reply goes direct */
+};
+
+/* One flow through a node frontend: every packet of it goes to one backend. */
+struct sy_np_flow_key {
+	struct sy_addr client;
+	struct sy_addr frontend;
+	__u16 client_port;
+	__u16 frontend_port;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct sy_np_flow {
+	struct sy_addr backend;
+	__u16 backend_port;
+	__u16 nat_port; /* SY_NP_SNAT: this node's source port */
+	__u32 service_id;
+	__u32 slot;
+	__u8 path;      /* enum sy_np_path */
+	__u8 _pad[3];
+};
+
+/* snat: the reply's tuple at this node -> the client and the frontend it asked for. */
+struct sy_np_snat_key {
+	struct sy_addr backend;
+	__u16 backend_port;
+	__u16 nat_port;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct sy_np_snat {
+	struct sy_addr client;
+	struct sy_addr frontend;
+	__u16 client_port;
+	__u16 frontend_port;
+	__u32 service_id;
+};
+
+/* A reply backend -> client that must leave with the frontend as its source (DSR, local). */
+struct sy_np_revnat_key {
+	struct sy_addr backend;
+	struct sy_addr client;
+	__u16 backend_port;
+	__u16 client_port;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct sy_np_revnat {
+	struct sy_addr frontend;
+	__u16 frontend_port;
+	__u16 _pad;
+	__u32 service_id;
+};
+
+/* sessionAffinity: ClientIP at the node: by the client's address. */
+struct sy_np_affinity_key {
+	struct sy_addr client;
+	__u32 service_id;
+	__u32 _pad;
+};
+
+/* The node's settings (one slot). */
+struct sy_np_config {
+	struct sy_addr snat_addr; /* this node's IPv4 address for snat; all-zero: snat off */
+	__u16 snat_port_min;      /* snat source ports, outside the node's ephemeral range */
+	__u16 snat_port_max;
+	__u32 _pad;
+};
+
+/* Per node frontend's service id. */
+struct sy_np_counters {
+	__u64 local;
+	__u64 snat;
+	__u64 dsr;
+	__u64 no_backend;
+	__u64 replies_rewritten; /* snat replies at the ingress node, DSR/local replies where they leave */
+	__u64 icmp_too_big;
+};
+
+/*
+ * The DSR option (an IPv4 option, on a TCP SYN and on every UDP datagram):
+ * the frontend the client addressed. Type 0x9e: copied, class 0, number 30,
+ * the experimental value of RFC 4727.
+ */
+#define SY_DSR_OPT_TYPE 0x9e
+#define SY_DSR_OPT_LEN 8
+
+struct sy_dsr_opt4 {
+	__u8 type;
+	__u8 len;
+	__be16 port;
+	__be32 addr;
 };
 
 /*

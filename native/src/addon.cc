@@ -9,7 +9,7 @@ namespace switchyard {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallLibbpfLog();
-  for (auto reg : {RegisterLoad, RegisterAttach, RegisterTc, RegisterMaps, RegisterIntrospect, RegisterSockets, RegisterPins, RegisterRingbuf})
+  for (auto reg : {RegisterLoad, RegisterAttach, RegisterTc, RegisterMaps, RegisterIntrospect, RegisterSockets, RegisterPins, RegisterRingbuf, RegisterTestRun})
     reg(env, exports);
   return exports;
 }

@@ -93,4 +93,7 @@ void RegisterPins(Napi::Env env, Napi::Object exports);
 // ringbuf.cc: reading a pinned ring buffer (the decision monitor).
 void RegisterRingbuf(Napi::Env env, Napi::Object exports);
 
+// testrun.cc: BPF_PROG_TEST_RUN on a crafted packet (the kernel tests of tc programs).
+void RegisterTestRun(Napi::Env env, Napi::Object exports);
+
 }  // namespace switchyard

@@ -13,11 +13,14 @@
  *      SY_POD_F_NO_SOCKMAP (was reserved, 0)
  *   3  the decision monitor: sy_monitor, sy_monitor_budget and the sy_events
  *      ring buffer (no existing map changes)
+ *   4  node frontends (NodePort, external and LoadBalancer IPs, sy_nodeport.c):
+ *      sy_lb_external and the sy_np_* maps; ten more counters; sy_lb_backend's
+ *      padding became flags (SY_LB_BE_F_LOCAL; 0 keeps the old meaning)
  */
 import * as fs from 'fs';
 import { native } from '../../../native';
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 /** The version of pins that carry no record: everything before the record existed. */
 export const UNRECORDED_VERSION = 1;
 

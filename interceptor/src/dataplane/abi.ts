@@ -64,7 +64,7 @@ export const LB_FRONTEND: Layout = {
   fields: { service_id: [0, 4], backend_count: [4, 2], flags: [6, 1], _pad: [7, 1], affinity_timeout_s: [8, 4] },
 };
 export const LB_BACKEND_KEY: Layout = { name: 'sy_lb_backend_key', size: 8, fields: { service_id: [0, 4], slot: [4, 4] } };
-export const LB_BACKEND: Layout = { name: 'sy_lb_backend', size: 20, fields: { addr: [0, 16], port: [16, 2], _pad: [18, 2] } };
+export const LB_BACKEND: Layout = { name: 'sy_lb_backend', size: 20, fields: { addr: [0, 16], port: [16, 2], flags: [18, 2] } };
 export const LB_COUNTERS: Layout = { name: 'sy_lb_counters', size: 16, fields: { translations: [0, 8], no_backend: [8, 8] } };
 export const LB_REVNAT_KEY: Layout = {
   name: 'sy_lb_revnat_key',
@@ -140,7 +140,10 @@ export interface LbFrontendValue {
 export interface LbBackend {
   ip: string;
   port: number;
+  /** The endpoint runs on this node (node frontends send to it without leaving the node). */
+  local?: boolean;
 }
+export const LB_BACKEND_FLAG_LOCAL = 1;
 
 export function encodeLbFrontendKey(f: LbFrontend): Buffer {
   const b = Buffer.alloc(LB_FRONTEND_KEY.size);
@@ -187,11 +190,13 @@ export function encodeLbBackend(be: LbBackend): Buffer {
   const b = Buffer.alloc(LB_BACKEND.size);
   encodeAddr(be.ip).copy(b, 0);
   b.writeUInt16LE(be.port, 16);
+  b.writeUInt16LE(be.local ? LB_BACKEND_FLAG_LOCAL : 0, 18);
   return b;
 }
 
 export function decodeLbBackend(b: Buffer): LbBackend {
-  return { ip: decodeAddr(b.subarray(0, 16)), port: b.readUInt16LE(16) };
+  const local = (b.readUInt16LE(18) & LB_BACKEND_FLAG_LOCAL) !== 0;
+  return { ip: decodeAddr(b.subarray(0, 16)), port: b.readUInt16LE(16), ...(local ? { local } : {}) };
 }
 
 /** Sums a per-CPU sy_lb_counters value. */
@@ -246,6 +251,16 @@ export const COUNTERS = [
   'SY_C_LB_REVERSED',
   'SY_C_SOCKMAP_SKIPPED',
   'SY_C_SKMSG_PASSED_BACKPRESSURE',
+  'SY_C_NP_LOCAL',
+  'SY_C_NP_SNAT',
+  'SY_C_NP_DSR',
+  'SY_C_NP_NO_BACKEND',
+  'SY_C_NP_SNAT_PORTS_EXHAUSTED',
+  'SY_C_NP_SNAT_REPLIES',
+  'SY_C_NP_DSR_RECORDED',
+  'SY_C_NP_REPLIES_REWRITTEN',
+  'SY_C_NP_ICMP_TOO_BIG',
+  'SY_C_NP_STACK_FORWARDED',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

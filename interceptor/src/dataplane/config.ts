@@ -23,6 +23,14 @@ export interface MapSizes {
   sy_lb_affinity: number;
   sy_lb_revnat: number;
   sy_lb_counters: number;
+  /** NodePort, external and LoadBalancer frontends at the node (sy_nodeport.c). */
+  sy_lb_external: number;
+  /** Flows through them (LRU), and what their replies need. */
+  sy_np_flows: number;
+  sy_np_snat: number;
+  sy_np_revnat: number;
+  sy_np_affinity: number;
+  sy_np_counters: number;
 }
 
 export const DEFAULT_MAP_SIZES: MapSizes = {
@@ -39,6 +47,12 @@ export const DEFAULT_MAP_SIZES: MapSizes = {
   sy_lb_affinity: 65536,
   sy_lb_revnat: 131072,
   sy_lb_counters: 16384,
+  sy_lb_external: 16384,
+  sy_np_flows: 65536,
+  sy_np_snat: 65536,
+  sy_np_revnat: 65536,
+  sy_np_affinity: 65536,
+  sy_np_counters: 16384,
 };
 
 export function validateMapSizes(sizes: Partial<MapSizes>): MapSizes {

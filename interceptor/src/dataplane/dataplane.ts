@@ -34,6 +34,7 @@ import { DataplaneError } from './errors';
 import { DEFAULT_PIN_ROOT, MAPS, MapName, TC_HANDLE, TC_PRIORITY, pinExists as exists } from './layout';
 import { DataplaneOptions, OpenOptions, Opened, adoptPins, isLoaded, loadPins, openPins, removePins } from './loader';
 import * as services from './services';
+import * as nodeport from './nodeport';
 import * as stats from './stats';
 import * as monitor from './monitor';
 import { OrigdstHandoff, cgroup2MountRoot, cgroupLevel, findCgroup2Mount } from './host';
@@ -339,6 +340,36 @@ export class Dataplane {
     return services.services(this.mapFd);
   }
 
+  /** Node frontends (NodePort, external and LoadBalancer IPs; nodeport.ts). */
+  setNodePortConfig(c: Parameters<typeof nodeport.setNodePortConfig>[1]): void {
+    nodeport.setNodePortConfig(this.mapFd, c);
+  }
+
+  nodePortConfig(): ReturnType<typeof nodeport.nodePortConfig> {
+    return nodeport.nodePortConfig(this.mapFd);
+  }
+
+  setNodeService(serviceId: number, frontend: LbFrontend, backends: LbBackend[], o: nodeport.NodeServiceOptions): void {
+    nodeport.setNodeService(this.mapFd, serviceId, frontend, backends, o);
+  }
+
+  deleteNodeService(serviceId: number, frontend: LbFrontend): void {
+    nodeport.deleteNodeService(this.mapFd, serviceId, frontend);
+  }
+
+  nodeServices(): nodeport.NodeServiceState[] {
+    return nodeport.nodeServices(this.mapFd);
+  }
+
+  /** Attaches the node frontends' programs to one of the node's devices (replacing ours atomically). */
+  attachNodeDevice(d: nodeport.NodeDevice): void {
+    nodeport.attachNodeDevice(this.pinRoot, d);
+  }
+
+  detachNodeDevice(d: nodeport.NodeDevice): void {
+    nodeport.detachNodeDevice(d);
+  }
+
   /** Node-wide counters, summed over CPUs. */
   counters(): Record<CounterName, bigint> {
     return stats.counters(this.mapFd);
@@ -355,7 +386,7 @@ export class Dataplane {
   }
 
   /** Current entries and capacity of every sized map, for fill metrics. */
-  mapFill(): Record<string, { entries: number; max: number }> {
+  mapFill(): ReturnType<typeof stats.mapFill> {
     return stats.mapFill(this.mapFd);
   }
 

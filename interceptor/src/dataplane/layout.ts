@@ -26,7 +26,9 @@ export const TC_HANDLE = 0x5359; // "SY"
 export type ProgramSpec =
   | { object: string; name: string; cgroupHook: CgroupHook }
   | { object: string; name: string; skMsgMap: string }
-  | { object: string; name: string; tc: TcDirection };
+  | { object: string; name: string; tc: TcDirection }
+  /** On the node's own devices (NodePort, external IPs), not on pod interfaces. */
+  | { object: string; name: string; tc: TcDirection; device: 'node' };
 
 export const PROGRAMS: ProgramSpec[] = [
   { object: 'sy_connect', name: 'sy_connect4', cgroupHook: 'connect4' },
@@ -42,6 +44,8 @@ export const PROGRAMS: ProgramSpec[] = [
   { object: 'sy_lb', name: 'sy_getpeername6', cgroupHook: 'getpeername6' },
   { object: 'sy_tc', name: 'sy_tc_ingress', tc: 'ingress' },
   { object: 'sy_tc', name: 'sy_tc_egress', tc: 'egress' },
+  { object: 'sy_nodeport', name: 'sy_np_ingress', tc: 'ingress', device: 'node' },
+  { object: 'sy_nodeport', name: 'sy_np_egress', tc: 'egress', device: 'node' },
 ];
 
 export const OBJECTS = [...new Set(PROGRAMS.map((p) => p.object))];
@@ -64,6 +68,13 @@ export const MAPS = [
   'sy_lb_counters',
   'sy_monitor',
   'sy_monitor_budget',
+  'sy_lb_external',
+  'sy_np_flows',
+  'sy_np_snat',
+  'sy_np_revnat',
+  'sy_np_affinity',
+  'sy_np_config',
+  'sy_np_counters',
 ] as const;
 export type MapName = (typeof MAPS)[number];
 

@@ -2,6 +2,7 @@
  * What the dataplane's maps say about traffic: node counters, held
  * connections, entry counts and fill. Read-only; Dataplane delegates here.
  */
+import * as fs from 'fs';
 import { native } from '../../../native';
 import { COUNTERS, CounterName, OrigDst, Tuple, decodeOrigDst, decodeTuple, sumPerCpu } from './abi';
 import type { MapName } from './layout';
@@ -37,10 +38,19 @@ export function mapEntries(fd: MapFd, name: Exclude<MapName, 'sy_counters' | 'sy
 }
 
 /** Current entries and capacity of every sized map, for fill metrics. */
-export function mapFill(fd: MapFd): Record<string, { entries: number; max: number }> {
-  const out: Record<string, { entries: number; max: number }> = {};
-  for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst', 'sy_origdst_transient', 'sy_pod_counters'] as const) {
-    out[m] = { entries: native().mapKeys(fd(m)).length, max: native().mapInfo(fd(m)).maxEntries };
+export function mapFill(fd: MapFd): Record<string, { entries: number; max: number; memlockBytes: number }> {
+  const out: Record<string, { entries: number; max: number; memlockBytes: number }> = {};
+  for (const m of ['sy_pods', 'sy_pod_by_ip', 'sy_origdst', 'sy_origdst_transient', 'sy_pod_counters', 'sy_lb_external', 'sy_np_flows', 'sy_np_snat', 'sy_np_revnat'] as const) {
+    out[m] = { entries: native().mapKeys(fd(m)).length, max: native().mapInfo(fd(m)).maxEntries, memlockBytes: memlock(fd(m)) };
   }
   return out;
+}
+
+/** The kernel's charge for a map (its fdinfo's memlock line), in bytes; 0 when unreadable. */
+function memlock(mapFd: number): number {
+  try {
+    return Number(/^memlock:\s+(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${mapFd}`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }

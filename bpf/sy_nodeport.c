@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * NodePort, externalIPs and LoadBalancer ingress IPs: tc on the node's own
+ * devices (not the pods'), for traffic from outside the cluster.
+ *
+ *   ingress  C:c -> N1:30080       a node frontend: one backend per flow (sy_np_flows)
+ *              local backend       DNAT; the reply passes this node's egress again
+ *              snat                C:c -> B:8080 becomes N1:n -> B:8080 (sy_np_snat remembers C:c)
+ *              dsr                 DNAT, and the SYN (every UDP datagram) carries an IP
+ *                                  option {N1, 30080}; the reply leaves the backend's node direct
+ *   ingress  B:8080 -> N1:n        a snat reply: back to C:c from N1:30080
+ *   ingress  C:c -> B:8080 +opt    on the backend's node: remember {B:8080, C:c} -> N1:30080
+ *   egress   B:8080 -> C:c         a DSR or local reply: leaves with N1:30080 as its source
+ *
+ * Translated packets go straight out the device the FIB names (bpf_redirect);
+ * without a resolved neighbour, bpf_redirect_neigh resolves it; anything
+ * else is left to the kernel's routing. IPv4 only; see bpf/README.md.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include "nodeport.h"
+#include "lb.h"
+
+#define SY_NP_MISS -1000 /* not ours: go on */
+
+/* ICMP "destination unreachable" as RFC 1191 lays it out (linux/icmp.h pulls in libc headers). */
+#define SY_ICMP_DEST_UNREACH 3
+#define SY_ICMP_FRAG_NEEDED 4
+struct sy_icmp_frag_needed {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 unused;
+	__be16 mtu;
+};
+
+/* The FIB's next hop for src -> dst; tot_len > 0 also checks that length against the MTU. */
+static __always_inline int sy_np_fib(struct __sk_buff *skb, __be32 src, __be32 dst, __u16 tot_len,
+				     struct bpf_fib_lookup *fib)
+{
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = AF_INET;
+	fib->ipv4_src = src;
+	fib->ipv4_dst = dst;
+	fib->tot_len = tot_len;
+	fib->ifindex = skb->ingress_ifindex;
+	return bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+}
+
+/* Sends a translated packet to the FIB's next hop, or leaves it to the kernel's routing. */
+static __always_inline int sy_np_redirect(struct __sk_buff *skb, const struct bpf_fib_lookup *fib, int rc)
+{
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		if (sy_np_dec_ttl(skb))
+			return TC_ACT_SHOT;
+	}
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib->ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = { .nh_family = AF_INET, .ipv4_nh = fib->ipv4_dst };
+
+		return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+	}
+	sy_count(SY_C_NP_STACK_FORWARDED);
+	return TC_ACT_OK;
+}
+
+/*
+ * Turns a DF packet that the DSR option would make too big into ICMP
+ * "fragmentation needed" (RFC 1191) from the address the client sent to,
+ * with the MTU less the option, and sends it back out the device it came in on.
+ */
+static __always_inline int sy_np_icmp_too_big(struct __sk_buff *skb, const struct sy_np_pkt *p, __u32 mtu)
+{
+	struct {
+		struct iphdr ip;
+		struct sy_icmp_frag_needed icmp;
+		__u8 quoted[28]; /* the offending IP header and its first 8 bytes of payload */
+	} out = {}; /* 20 + 8 + 28 bytes: no padding */
+	struct ethhdr eth;
+	__u8 mac[ETH_ALEN];
+
+	if (p->ihl != sizeof(struct iphdr))
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) || bpf_skb_load_bytes(skb, SY_IP_OFF, out.quoted, sizeof(out.quoted)))
+		return TC_ACT_SHOT;
+	__builtin_memcpy(mac, eth.h_dest, ETH_ALEN);
+	__builtin_memcpy(eth.h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(eth.h_source, mac, ETH_ALEN);
+	out.ip.version = 4;
+	out.ip.ihl = 5;
+	out.ip.ttl = 64;
+	out.ip.protocol = IPPROTO_ICMP;
+	out.ip.tot_len = bpf_htons(sizeof(out));
+	out.ip.saddr = p->daddr;
+	out.ip.daddr = p->saddr;
+	out.icmp.type = SY_ICMP_DEST_UNREACH;
+	out.icmp.code = SY_ICMP_FRAG_NEEDED;
+	out.icmp.mtu = bpf_htons(mtu - SY_DSR_OPT_LEN);
+	out.icmp.checksum = sy_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&out.icmp, sizeof(out) - sizeof(out.ip), 0));
+	out.ip.check = sy_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&out.ip, sizeof(out.ip), 0));
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(out), 0))
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &out, sizeof(out), 0))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* Inserts {frontend address, port} as an IPv4 option after a 20-byte header, and fixes the header. */
+static __always_inline int sy_np_add_dsr_opt(struct __sk_buff *skb, __be32 frontend, __be16 port)
+{
+	struct sy_dsr_opt4 opt = { .type = SY_DSR_OPT_TYPE, .len = SY_DSR_OPT_LEN, .port = port, .addr = frontend };
+	struct {
+		struct iphdr ip;
+		struct sy_dsr_opt4 opt;
+	} hdr; /* 20 + 8 bytes: no padding */
+
+	if (bpf_skb_load_bytes(skb, SY_IP_OFF, &hdr.ip, sizeof(hdr.ip)))
+		return -1;
+	if (bpf_skb_adjust_room(skb, SY_DSR_OPT_LEN, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	hdr.opt = opt;
+	hdr.ip.ihl = (sizeof(hdr)) / 4;
+	hdr.ip.tot_len = bpf_htons(bpf_ntohs(hdr.ip.tot_len) + SY_DSR_OPT_LEN);
+	hdr.ip.check = 0;
+	hdr.ip.check = sy_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&hdr, sizeof(hdr), 0));
+	return bpf_skb_store_bytes(skb, SY_IP_OFF, &hdr, sizeof(hdr), 0);
+}
+
+/* A new flow: pick its backend and its path, and record what its replies need. */
+static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struct sy_lb_frontend *fe,
+					  const struct sy_np_config *cfg, const struct sy_np_flow_key *fk,
+					  struct sy_np_flow *fl)
+{
+	struct sy_np_affinity_key ak = { .client = fk->client, .service_id = fe->service_id };
+	struct sy_lb_backend b;
+	__u32 slot = 0;
+
+	if (sy_lb_pick_with(&sy_np_affinity, &ak, fe, &b, &slot)) {
+		sy_count(SY_C_NP_NO_BACKEND);
+		sy_np_count(fe->service_id, no_backend);
+		return -1;
+	}
+	__builtin_memset(fl, 0, sizeof(*fl));
+	fl->backend = b.addr;
+	fl->backend_port = b.port;
+	fl->service_id = fe->service_id;
+	fl->slot = slot;
+	if (b.flags & SY_LB_BE_F_LOCAL) {
+		struct sy_np_revnat_key rk = { .backend = b.addr, .client = fk->client, .backend_port = b.port,
+					       .client_port = fk->client_port, .proto = p->proto };
+		struct sy_np_revnat rv = { .frontend = fk->frontend, .frontend_port = fk->frontend_port,
+					   .service_id = fe->service_id };
+
+		fl->path = SY_NP_LOCAL;
+		bpf_map_update_elem(&sy_np_revnat, &rk, &rv, BPF_ANY);
+	} else if ((fe->flags & (p->proto == IPPROTO_TCP ? SY_LB_F_DSR : SY_LB_F_DSR_UDP)) && p->ihl == sizeof(struct iphdr)) {
+		fl->path = SY_NP_DSR;
+	} else {
+		struct sy_np_snat_key sk = { .backend = b.addr, .backend_port = b.port, .proto = p->proto };
+		struct sy_np_snat sv = { .client = fk->client, .frontend = fk->frontend, .client_port = fk->client_port,
+					 .frontend_port = fk->frontend_port, .service_id = fe->service_id };
+		__u32 range = cfg && cfg->snat_addr.words[3] && cfg->snat_port_max >= cfg->snat_port_min
+				      ? cfg->snat_port_max - cfg->snat_port_min + 1 : 0;
+		int i;
+
+		fl->path = SY_NP_SNAT;
+		for (i = 0; range && i < 8; i++) {
+			sk.nat_port = cfg->snat_port_min + bpf_get_prandom_u32() % range;
+			if (!bpf_map_update_elem(&sy_np_snat, &sk, &sv, BPF_NOEXIST))
+				break;
+		}
+		if (!range || i == 8) {
+			sy_count(SY_C_NP_SNAT_PORTS_EXHAUSTED);
+			return -1;
+		}
+		fl->nat_port = sk.nat_port;
+	}
+	bpf_map_update_elem(&sy_np_flows, fk, fl, BPF_ANY);
+	return 0;
+}
+
+/* A UDP flow follows its backend only while that backend is still in its slot. */
+static __always_inline int sy_np_flow_valid(const struct sy_np_flow *fl, const struct sy_lb_frontend *fe, __u8 proto)
+{
+	if (proto == IPPROTO_TCP)
+		return 1; /* a TCP flow keeps its backend for life: moving it would only reset it */
+	if (fl->service_id != fe->service_id || fl->slot >= fe->backend_count)
+		return 0;
+	struct sy_lb_backend_key bk = { .service_id = fl->service_id, .slot = fl->slot };
+	struct sy_lb_backend *b = bpf_map_lookup_elem(&sy_lb_backends, &bk);
+
+	return b && b->port == fl->backend_port && sy_addr_eq(&b->addr, &fl->backend);
+}
+
+static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_np_pkt *p,
+					 const struct sy_lb_frontend *fe, const struct sy_np_config *cfg)
+{
+	struct sy_np_flow_key fk = { .client_port = bpf_ntohs(p->sport), .frontend_port = bpf_ntohs(p->dport), .proto = p->proto };
+	struct sy_np_flow fl;
+	struct bpf_fib_lookup fib;
+	int new_flow = 0;
+
+	sy_addr_from_v4(&fk.client, p->saddr);
+	sy_addr_from_v4(&fk.frontend, p->daddr);
+	struct sy_np_flow *cur = bpf_map_lookup_elem(&sy_np_flows, &fk);
+
+	if (cur && !p->syn_only && sy_np_flow_valid(cur, fe, p->proto)) {
+		fl = *cur;
+	} else {
+		if (sy_np_new_flow(p, fe, cfg, &fk, &fl))
+			return TC_ACT_SHOT;
+		new_flow = 1;
+	}
+	__be32 backend = fl.backend.words[3];
+	__be16 bport = bpf_htons(fl.backend_port);
+
+	if (fl.path == SY_NP_SNAT) {
+		__be32 snat = cfg ? cfg->snat_addr.words[3] : 0;
+		int rc = sy_np_fib(skb, snat, backend, 0, &fib);
+
+		if (new_flow) {
+			sy_count(SY_C_NP_SNAT);
+			sy_np_count(fl.service_id, snat);
+		}
+		if (sy_np_set_addr(skb, p, 1, p->saddr, snat) || sy_np_set_port(skb, p, 1, p->sport, bpf_htons(fl.nat_port)) ||
+		    sy_np_set_addr(skb, p, 0, p->daddr, backend) || sy_np_set_port(skb, p, 0, p->dport, bport))
+			return TC_ACT_SHOT;
+		return sy_np_redirect(skb, &fib, rc);
+	}
+
+	int add_opt = fl.path == SY_NP_DSR && (p->syn_only || p->proto == IPPROTO_UDP);
+	int rc = sy_np_fib(skb, p->saddr, backend, add_opt ? p->tot_len + SY_DSR_OPT_LEN : 0, &fib);
+
+	if (new_flow && fl.path == SY_NP_LOCAL) {
+		sy_count(SY_C_NP_LOCAL);
+		sy_np_count(fl.service_id, local);
+	}
+	if (add_opt && rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && p->df) {
+		sy_count(SY_C_NP_ICMP_TOO_BIG);
+		sy_np_count(fl.service_id, icmp_too_big);
+		return sy_np_icmp_too_big(skb, p, fib.mtu_result);
+	}
+	if (add_opt) {
+		sy_count(SY_C_NP_DSR);
+		sy_np_count(fl.service_id, dsr);
+	}
+	if (sy_np_set_addr(skb, p, 0, p->daddr, backend) || sy_np_set_port(skb, p, 0, p->dport, bport))
+		return TC_ACT_SHOT;
+	if (add_opt && sy_np_add_dsr_opt(skb, p->daddr, p->dport))
+		return TC_ACT_SHOT;
+	/* Too big without DF: the kernel fragments it, and every fragment copies the option. */
+	return sy_np_redirect(skb, &fib, rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? -1 : rc);
+}
+
+/* A reply to a snat flow, at the node that translated it: back to the client, from the frontend. */
+static __always_inline int sy_np_snat_reply(struct __sk_buff *skb, const struct sy_np_pkt *p)
+{
+	struct sy_np_snat_key k = { .backend_port = bpf_ntohs(p->sport), .nat_port = bpf_ntohs(p->dport), .proto = p->proto };
+	struct bpf_fib_lookup fib;
+
+	sy_addr_from_v4(&k.backend, p->saddr);
+	struct sy_np_snat *v = bpf_map_lookup_elem(&sy_np_snat, &k);
+
+	if (!v)
+		return SY_NP_MISS;
+	__be32 client = v->client.words[3], frontend = v->frontend.words[3];
+	__be16 cport = bpf_htons(v->client_port), fport = bpf_htons(v->frontend_port);
+	__u32 service_id = v->service_id;
+	int rc = sy_np_fib(skb, frontend, client, 0, &fib);
+
+	if (sy_np_set_addr(skb, p, 0, p->daddr, client) || sy_np_set_port(skb, p, 0, p->dport, cport) ||
+	    sy_np_set_addr(skb, p, 1, p->saddr, frontend) || sy_np_set_port(skb, p, 1, p->sport, fport))
+		return TC_ACT_SHOT;
+	sy_count(SY_C_NP_SNAT_REPLIES);
+	sy_np_count(service_id, replies_rewritten);
+	return sy_np_redirect(skb, &fib, rc);
+}
+
+/* On the backend's node: a DSR option names the frontend this flow's replies must come from. */
+static __always_inline void sy_np_dsr_record(struct __sk_buff *skb, const struct sy_np_pkt *p)
+{
+	struct sy_dsr_opt4 opt;
+
+	if (bpf_skb_load_bytes(skb, SY_IP_OFF + sizeof(struct iphdr), &opt, sizeof(opt)) ||
+	    opt.type != SY_DSR_OPT_TYPE || opt.len != SY_DSR_OPT_LEN)
+		return;
+	struct sy_np_revnat_key k = { .backend_port = bpf_ntohs(p->dport), .client_port = bpf_ntohs(p->sport), .proto = p->proto };
+	struct sy_np_revnat v = { .frontend_port = bpf_ntohs(opt.port) };
+
+	sy_addr_from_v4(&k.backend, p->daddr);
+	sy_addr_from_v4(&k.client, p->saddr);
+	sy_addr_from_v4(&v.frontend, opt.addr);
+	bpf_map_update_elem(&sy_np_revnat, &k, &v, BPF_ANY);
+	sy_count(SY_C_NP_DSR_RECORDED);
+}
+
+SEC("tc")
+int sy_np_ingress(struct __sk_buff *skb)
+{
+	struct sy_np_pkt p;
+	__u32 zero = 0;
+
+	if (sy_np_parse(skb, &p))
+		return TC_ACT_OK;
+	struct sy_np_config *cfg = bpf_map_lookup_elem(&sy_np_config, &zero);
+
+	if (cfg && cfg->snat_addr.words[3] && cfg->snat_addr.words[3] == p.daddr) {
+		__u16 dport = bpf_ntohs(p.dport);
+
+		if (dport >= cfg->snat_port_min && dport <= cfg->snat_port_max) {
+			int rc = sy_np_snat_reply(skb, &p);
+
+			if (rc != SY_NP_MISS)
+				return rc;
+		}
+	}
+	if (p.ihl == sizeof(struct iphdr) + SY_DSR_OPT_LEN)
+		sy_np_dsr_record(skb, &p);
+
+	struct sy_lb_frontend_key fk = { .port = bpf_ntohs(p.dport), .proto = p.proto };
+
+	sy_addr_from_v4(&fk.addr, p.daddr);
+	struct sy_lb_frontend *fe = bpf_map_lookup_elem(&sy_lb_external, &fk);
+
+	if (!fe)
+		return TC_ACT_OK;
+	return sy_np_balance(skb, &p, fe, cfg);
+}
+
+SEC("tc")
+int sy_np_egress(struct __sk_buff *skb)
+{
+	struct sy_np_pkt p;
+
+	if (sy_np_parse(skb, &p))
+		return TC_ACT_OK;
+	struct sy_np_revnat_key k = { .backend_port = bpf_ntohs(p.sport), .client_port = bpf_ntohs(p.dport), .proto = p.proto };
+
+	sy_addr_from_v4(&k.backend, p.saddr);
+	sy_addr_from_v4(&k.client, p.daddr);
+	struct sy_np_revnat *v = bpf_map_lookup_elem(&sy_np_revnat, &k);
+
+	if (!v)
+		return TC_ACT_OK;
+	__be32 frontend = v->frontend.words[3];
+	__be16 fport = bpf_htons(v->frontend_port);
+	__u32 service_id = v->service_id;
+
+	if (sy_np_set_addr(skb, &p, 1, p.saddr, frontend) || sy_np_set_port(skb, &p, 1, p.sport, fport))
+		return TC_ACT_SHOT;
+	sy_count(SY_C_NP_REPLIES_REWRITTEN);
+	if (service_id)
+		sy_np_count(service_id, replies_rewritten);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
