@@ -90,6 +90,19 @@ export interface ServiceStatus {
   noBackend: string;
 }
 
+/** In GET /v1/services as nodeFrontends, when node frontends are on: one per NodePort address, external or LoadBalancer IP. */
+export interface NodeFrontendStatus {
+  service: string;
+  kind: string;
+  /** ip:port/protocol */
+  frontend: string;
+  mode: string;
+  policy: 'Local' | 'Cluster';
+  backends: string[];
+  /** local, snat, dsr, no_backend, replies_rewritten, icmp_too_big (decimal strings) */
+  counters: Record<string, string>;
+}
+
 /** GET ?pod=NAMESPACE/NAME&type=VERDICT: the decision monitor, one JSON line per event, for as long as the client reads; a blank line is a heartbeat. */
 export const MONITOR_PATH = '/v1/monitor';
 

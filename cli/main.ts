@@ -20,7 +20,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { stringify } from 'yaml';
-import { DEFAULT_AGENT_SOCKET, ServiceStatus, VERDICTS, Verdict } from '../api/agent-wire';
+import { DEFAULT_AGENT_SOCKET, NodeFrontendStatus, ServiceStatus, VERDICTS, Verdict } from '../api/agent-wire';
 import { streamMonitor } from './monitor';
 import { agentGet } from './agent-client';
 import { failed, formatChecks, nodeChecks } from './checks';
@@ -76,6 +76,16 @@ async function statusCommand(args: string[], out: (s: string) => void): Promise<
     }
     out(table(rows));
     out(`${r.body.services.length} Service frontends on this node\n`);
+    const nodeFrontends = r.body.nodeFrontends as NodeFrontendStatus[] | undefined;
+    if (nodeFrontends) {
+      const nrows = [['SERVICE', 'KIND', 'FRONTEND', 'MODE', 'POLICY', 'BACKENDS', 'LOCAL', 'SNAT', 'DSR', 'NO-BACKEND', 'REPLIES', 'ICMP-TOO-BIG']];
+      for (const f of nodeFrontends) {
+        const c = f.counters;
+        nrows.push([f.service, f.kind, f.frontend, f.mode, f.policy, f.backends.join(',') || '(none: dropped)', c.local, c.snat, c.dsr, c.no_backend, c.replies_rewritten, c.icmp_too_big]);
+      }
+      out('\n' + table(nrows));
+      out(`${nodeFrontends.length} node frontends (NodePort, external and LoadBalancer IPs) on this node\n`);
+    }
     return 0;
   }
   const target = args.find((a) => a.includes('/') && !a.startsWith('-') && a !== socket);

@@ -22,8 +22,10 @@ export function loadAbi1(pinRoot: string, cgroupPath: string, handoff: OrigdstHa
   const n = native();
   fs.mkdirSync(path.join(pinRoot, 'progs'), { recursive: true });
   fs.mkdirSync(path.join(pinRoot, 'links'), { recursive: true });
-  for (const obj of OBJECTS) n.loadObject(objectFile(ABI1_OBJECT_DIR, obj, handoff), pinRoot, path.join(pinRoot, 'progs'), {});
-  for (const p of PROGRAMS) {
+  // Objects that came later (sy_nodeport, version 4) did not exist in version 1.
+  const objects = OBJECTS.filter((obj) => fs.existsSync(objectFile(ABI1_OBJECT_DIR, obj, handoff)));
+  for (const obj of objects) n.loadObject(objectFile(ABI1_OBJECT_DIR, obj, handoff), pinRoot, path.join(pinRoot, 'progs'), {});
+  for (const p of PROGRAMS.filter((x) => objects.includes(x.object))) {
     const progPin = path.join(pinRoot, 'progs', p.name);
     if ('cgroupHook' in p) n.attachCgroup(progPin, cgroupPath, p.cgroupHook, path.join(pinRoot, 'links', p.cgroupHook));
     if ('skMsgMap' in p) n.attachSkMsg(progPin, path.join(pinRoot, p.skMsgMap));

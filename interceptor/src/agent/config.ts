@@ -5,6 +5,8 @@ import { parse } from 'yaml';
 import { ConfigError } from '../../../api/interception';
 import { MapSizes, validateMapSizes } from '../dataplane/config';
 import { DEFAULT_PIN_ROOT } from '../dataplane/dataplane';
+import { NODEPORT_MODES, NodePortMode } from '../dataplane/abi-nodeport';
+import { isIP } from 'net';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
 
@@ -37,6 +39,23 @@ export interface AgentConfig {
   serviceLoadBalancing: boolean;
   /** The node's CNI configuration directory as the agent sees it (read-only), for `switchyard check`. */
   cniConfDir: string;
+  /**
+   * Node frontends: NodePort, externalIPs and LoadBalancer IPs served by tc
+   * on these devices (bpf/sy_nodeport.c). Absent: off, as on nodes where
+   * kube-proxy still serves NodePorts.
+   */
+  nodePort?: NodePortSettings;
+}
+
+export interface NodePortSettings {
+  mode: NodePortMode;
+  /** The node's devices that outside traffic arrives on (e.g. eth0). */
+  devices: string[];
+  /** Addresses NodePorts listen on; default: the devices' IPv4 addresses. The first is the snat source. */
+  addresses?: string[];
+  /** snat source ports, outside the node's ephemeral range (net.ipv4.ip_local_port_range). */
+  snatPortMin: number;
+  snatPortMax: number;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -58,7 +77,7 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
   const problems: string[] = [];
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('agent configuration', ['it must be a mapping of settings']);
   const r = raw as Record<string, unknown>;
-  const known = new Set([...Object.keys(AGENT_DEFAULTS), 'nodeName', 'cgroupPath', 'podCgroupRoot', 'kubeconfig']);
+  const known = new Set([...Object.keys(AGENT_DEFAULTS), 'nodeName', 'cgroupPath', 'podCgroupRoot', 'kubeconfig', 'nodePort']);
   for (const k of Object.keys(r)) if (!known.has(k)) problems.push(`unknown setting '${k}'`);
   const str = (k: string, required: boolean) => {
     const v = r[k];
@@ -103,8 +122,29 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
       else throw e;
     }
   }
+  if (r.nodePort !== undefined) cfg.nodePort = validateNodePort(r.nodePort, problems);
+  if (cfg.nodePort && !cfg.serviceLoadBalancing) problems.push('nodePort needs serviceLoadBalancing: true (node frontends come from the same Service controller)');
   if (problems.length) throw new ConfigError('agent configuration', problems);
   return cfg;
+}
+
+function validateNodePort(raw: unknown, problems: string[]): NodePortSettings | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    problems.push('nodePort must be a mapping: {mode, devices, addresses?, snatPorts?}');
+    return undefined;
+  }
+  const r = raw as Record<string, unknown>;
+  for (const k of Object.keys(r)) if (!['mode', 'devices', 'addresses', 'snatPorts'].includes(k)) problems.push(`unknown setting 'nodePort.${k}'`);
+  const mode = r.mode as NodePortMode;
+  if (!NODEPORT_MODES.includes(mode)) problems.push(`nodePort.mode must be one of ${NODEPORT_MODES.join(', ')}, got ${JSON.stringify(r.mode)}`);
+  const devices = r.devices as string[];
+  if (!Array.isArray(devices) || !devices.length || devices.some((d) => typeof d !== 'string' || !/^[\w.:@-]{1,15}$/.test(d))) problems.push(`nodePort.devices must list the node's interface names (e.g. [eth0]), got ${JSON.stringify(r.devices)}`);
+  const addresses = r.addresses as string[] | undefined;
+  if (addresses !== undefined && (!Array.isArray(addresses) || !addresses.length || addresses.some((a) => isIP(a) !== 4))) problems.push(`nodePort.addresses must list IPv4 addresses (node frontends are IPv4 only), got ${JSON.stringify(r.addresses)}`);
+  const ports = /^(\d+)-(\d+)$/.exec(String(r.snatPorts ?? '61000-65535'));
+  const [min, max] = ports ? [Number(ports[1]), Number(ports[2])] : [0, 0];
+  if (!ports || min < 1024 || max > 65535 || min > max) problems.push(`nodePort.snatPorts must be a range like "61000-65535" above 1023, got ${JSON.stringify(r.snatPorts)}`);
+  return { mode, devices, ...(addresses ? { addresses } : {}), snatPortMin: min, snatPortMax: max };
 }
 
 /** Reads YAML or JSON; environment variables NODE_NAME and KUBECONFIG fill the gaps. */

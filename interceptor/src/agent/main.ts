@@ -22,7 +22,9 @@ import { Dataplane } from '../dataplane/dataplane';
 import { HostError } from '../dataplane/host';
 import { stdoutLogger as log } from '../../../lib/log';
 import { failpoint } from '../../../lib/failpoint';
-import { AgentConfig, loadAgentConfig } from './config';
+import { AgentConfig, NodePortSettings, loadAgentConfig } from './config';
+import { HealthCheckServer } from '../lb/health';
+import * as os from 'os';
 import { resolveCgroupPath } from './cgroup-path';
 import { cleanupNode } from './node-cleanup';
 import { EventRecorder } from '../../../lib/events';
@@ -81,7 +83,13 @@ async function run(cfg: AgentConfig): Promise<void> {
   );
   const registrar = new Registrar(cfg, dp, pods, store, metrics, log, events);
 
-  const lb = cfg.serviceLoadBalancing ? new ServiceLoadBalancer(kube, dp, log, (e) => log('warn', 'service watch failed; retrying', { error: e.message })) : undefined;
+  const nodePort = cfg.nodePort ? startNodeFrontends(cfg.nodePort, dp) : undefined;
+  const lb = cfg.serviceLoadBalancing
+    ? new ServiceLoadBalancer(kube, dp, log, (e) => log('warn', 'service watch failed; retrying', { error: e.message }), {
+        nodeName: cfg.nodeName,
+        ...(nodePort ? { nodePort } : {}),
+      })
+    : undefined;
   metrics.watchServices(() => lb?.status() ?? []);
 
   // Nobody watches a new agent: reporting an earlier one left on goes off.
@@ -89,7 +97,7 @@ async function run(cfg: AgentConfig): Promise<void> {
   monitor.stop();
 
   let ready = false;
-  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status(), monitor, () => nodeReport(cfg.nodeName, cfg.pinRoot, cfg.cniConfDir, dp, monitor)), cfg.socketPath);
+  const api = await listenUnix(agentApi(registrar, store, dp, () => lb?.status(), monitor, () => nodeReport(cfg.nodeName, cfg.pinRoot, cfg.cniConfDir, dp, monitor), () => (nodePort ? lb?.nodeStatus() : undefined)), cfg.socketPath);
   const m = await listenMetrics(metrics, () => ready, cfg.metricsHost, cfg.metricsPort);
   await pods.start();
   // Service load balancing syncs in the background: pod registration (CNI ADD) never waits on it.
@@ -123,6 +131,7 @@ async function run(cfg: AgentConfig): Promise<void> {
     // Pins stay: the programs keep redirecting until the next agent adopts them.
     pods.stop();
     lb?.stop();
+    void nodePort?.health.close();
     kube.close();
     void Promise.all([new Promise((r) => api.close(r)), new Promise((r) => m.server.close(r))]).then(() => {
       dp.close();
@@ -133,12 +142,27 @@ async function run(cfg: AgentConfig): Promise<void> {
   process.on('SIGINT', stop);
 }
 
+/**
+ * Node frontends: the node's snat settings, then sy_nodeport on each device
+ * (atomically replacing an earlier agent's filter, so an upgrade's new
+ * program takes over here too), and the healthCheckNodePort server.
+ */
+function startNodeFrontends(np: NodePortSettings, dp: Dataplane): { mode: NodePortSettings['mode']; addresses: string[]; health: HealthCheckServer } {
+  const ifaces = os.networkInterfaces();
+  const addresses = np.addresses ?? np.devices.flatMap((d) => (ifaces[d] ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
+  if (!addresses.length) throw new ConfigError('agent configuration', [`nodePort: no IPv4 address on ${np.devices.join(', ')}; set nodePort.addresses`]);
+  dp.setNodePortConfig({ snatAddress: addresses[0], snatPortMin: np.snatPortMin, snatPortMax: np.snatPortMax });
+  for (const ifname of np.devices) dp.attachNodeDevice({ netnsPath: '/proc/self/ns/net', ifname });
+  log('info', 'node frontends on', { mode: np.mode, devices: np.devices.join(','), addresses: addresses.join(','), snat_source: `${addresses[0]}:${np.snatPortMin}-${np.snatPortMax}` });
+  return { mode: np.mode, addresses, health: new HealthCheckServer(log) };
+}
+
 async function main(): Promise<void> {
   const cmd = process.argv[2];
   if (cmd === 'cleanup') {
     const cfg = arg('config') ? loadAgentConfig(arg('config')!) : undefined;
     const pinRoot = arg('pin-root') ?? cfg?.pinRoot;
-    const r = cleanupNode({ pinRoot, stateDir: arg('state-dir') ?? cfg?.stateDir, netnsDir: arg('netns-dir') });
+    const r = cleanupNode({ pinRoot, stateDir: arg('state-dir') ?? cfg?.stateDir, netnsDir: arg('netns-dir'), nodeDevices: cfg?.nodePort?.devices });
     log('info', 'removed every Switchyard tc filter, attachment and pin', {
       pin_root: pinRoot ?? '/sys/fs/bpf/switchyard',
       tc_filters: r.filters,

@@ -23,6 +23,8 @@ export interface CleanupOptions {
   stateDir?: string;
   /** Where the runtime keeps pod network namespaces. */
   netnsDir?: string;
+  /** The node's own devices carrying the node frontends (nodePort.devices); their qdisc stays. */
+  nodeDevices?: string[];
 }
 
 export interface CleanupResult {
@@ -57,6 +59,7 @@ export function cleanupNode(opts: CleanupOptions = {}): CleanupResult {
   const result: CleanupResult = { filters: 0, qdiscs: 0, interfaces: 0 };
   const targets = new Map<string, boolean>(); // "netns\0ifname" → the agent created the qdisc
   for (const r of records(stateDir)) targets.set(`${r.netnsPath}\0${r.ifname}`, r.tcCreatedQdisc ?? false);
+  for (const d of opts.nodeDevices ?? []) targets.set(`/proc/self/ns/net\0${d}`, false);
   if (fs.existsSync(netnsDir)) {
     for (const ns of fs.readdirSync(netnsDir)) {
       const key = `${path.join(netnsDir, ns)}\0eth0`;

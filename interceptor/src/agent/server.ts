@@ -53,6 +53,8 @@ export function agentApi(
   services: () => unknown[] | undefined = () => undefined,
   monitor?: DecisionMonitor,
   node?: () => NodeReport,
+  /** Node frontends (NodePort, external and LoadBalancer IPs), when they are on. */
+  nodeFrontends: () => unknown[] | undefined = () => undefined,
 ): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -76,7 +78,10 @@ export function agentApi(
   app.get('/v1/services', (_req, res) => {
     const s = services();
     if (!s) res.status(404).json({ error: 'Service load balancing is off on this node (serviceLoadBalancing: false)' });
-    else res.json({ services: s });
+    else {
+      const nf = nodeFrontends();
+      res.json({ services: s, ...(nf ? { nodeFrontends: nf } : {}) });
+    }
   });
   app.get('/v1/status/:namespace/:name', (req, res) => {
     const pod = status(store, dp).pods.find((p) => p.namespace === req.params.namespace && p.name === req.params.name);

@@ -6,8 +6,13 @@
  *     serviceFrontends() ─► Dataplane.setService (backends, then frontend, then shrink)
  *                       └─► Dataplane.deleteService for frontends the Service no longer has
  *
- * Service ids are per frontend (ClusterIP:port/proto). After a restart they
- * are taken back from the maps, and frontends that no Service claims are removed.
+ * With node frontends on (nodePort in the agent's config), each Service's
+ * NodePorts, externalIPs and LoadBalancer IPs also go into sy_lb_external
+ * (node-frontends.ts), and a Local Service's healthCheckNodePort is served.
+ *
+ * Service ids are per frontend (ClusterIP:port/proto, and per node frontend).
+ * After a restart they are taken back from the maps, and frontends that no
+ * Service claims are removed.
  */
 import { Logger } from '../../../lib/log';
 import { Dataplane } from '../dataplane/dataplane';
@@ -15,12 +20,24 @@ import { LbFrontend } from '../dataplane/abi';
 import { KubeClient } from '../../../lib/kube/client';
 import { Reflector } from '../../../lib/kube/reflector';
 import { EndpointSliceObject, FrontendSpec, SERVICE_NAME_LABEL, ServiceObject, frontendKey, serviceFrontends, slimEndpointSlice, slimService } from './services';
-import type { ServiceStatus } from '../../../api/agent-wire';
+import type { NodeFrontendStatus, ServiceStatus } from '../../../api/agent-wire';
+import type { NodePortMode } from '../dataplane/abi-nodeport';
+import { HealthCheckServer } from './health';
+import { HealthCheckSpec, NodeFrontendSpec, nodeFrontends } from './node-frontends';
 
-export type { ServiceStatus };
+export interface LoadBalancerOptions {
+  /** This node: endpoints on it are local (internal/externalTrafficPolicy Local). */
+  nodeName?: string;
+  /** Node frontends: how remote backends are reached, and the addresses NodePorts listen on. */
+  nodePort?: { mode: NodePortMode; addresses: string[]; health?: HealthCheckServer };
+}
+
+export type { NodeFrontendStatus, ServiceStatus };
 
 
-/** One frontend as `switchyard status services` and the metrics show it. */
+/** Node frontends share the id space with connect-time ones, under their own keys. */
+const nodeKey = (f: LbFrontend) => `node|${frontendKey(f)}`;
+
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
 export class ServiceLoadBalancer {
@@ -29,6 +46,8 @@ export class ServiceLoadBalancer {
   private readonly slicesByService = new Map<string, Map<string, EndpointSliceObject>>();
   private readonly ids = new Map<string, number>(); // frontend key -> service id
   private readonly owned = new Map<string, Map<string, FrontendSpec>>(); // Service -> its frontends, as last programmed
+  private readonly ownedNode = new Map<string, Map<string, NodeFrontendSpec>>(); // Service -> its node frontends
+  private readonly health = new Map<string, HealthCheckSpec>(); // Service -> its healthCheckNodePort
   private nextId = 1;
   private readonly dirty = new Set<string>();
   private scheduled = false;
@@ -39,6 +58,7 @@ export class ServiceLoadBalancer {
     private readonly dp: Dataplane,
     private readonly log: Logger,
     onError: (e: Error) => void,
+    private readonly opts: LoadBalancerOptions = {},
   ) {
     const common = { client, resourceVersion: (o: { metadata?: { resourceVersion?: string } }) => o.metadata?.resourceVersion, onError };
     this.services = new Reflector<ServiceObject>({ ...common, path: '/api/v1/services', slim: slimService, key });
@@ -53,6 +73,10 @@ export class ServiceLoadBalancer {
   async start(): Promise<void> {
     for (const s of this.dp.services()) {
       this.ids.set(frontendKey(s.frontend), s.serviceId);
+      this.nextId = Math.max(this.nextId, s.serviceId + 1);
+    }
+    for (const s of this.dp.nodeServices()) {
+      this.ids.set(nodeKey(s.frontend), s.serviceId);
       this.nextId = Math.max(this.nextId, s.serviceId + 1);
     }
     this.slices.on('upsert', (s, old) => {
@@ -84,6 +108,14 @@ export class ServiceLoadBalancer {
       this.ids.delete(k);
       this.log('info', 'service frontend removed', { frontend: k, reason: 'no-such-service' });
     }
+    const claimedNode = new Set([...this.ownedNode.values()].flatMap((m) => [...m.keys()]));
+    for (const s of this.dp.nodeServices()) {
+      const k = nodeKey(s.frontend);
+      if (claimedNode.has(k)) continue;
+      this.dp.deleteNodeService(s.serviceId, s.frontend);
+      this.ids.delete(k);
+      this.log('info', 'node frontend removed', { frontend: frontendKey(s.frontend), reason: 'no-such-service' });
+    }
   }
 
   stop(): void {
@@ -112,8 +144,7 @@ export class ServiceLoadBalancer {
     }
   }
 
-  private idFor(f: LbFrontend): number {
-    const k = frontendKey(f);
+  private idFor(k: string): number {
     let id = this.ids.get(k);
     if (id === undefined) {
       id = this.nextId++;
@@ -125,13 +156,21 @@ export class ServiceLoadBalancer {
   private sync(svc: string): void {
     const started = process.hrtime.bigint();
     const obj = this.services.get(svc);
-    const { frontends, skipped } = obj ? serviceFrontends(obj, [...(this.slicesByService.get(svc)?.values() ?? [])]) : { frontends: [] as FrontendSpec[], skipped: undefined };
+    const slices = [...(this.slicesByService.get(svc)?.values() ?? [])];
+    const { frontends, skipped } = obj ? serviceFrontends(obj, slices, this.opts.nodeName) : { frontends: [] as FrontendSpec[], skipped: undefined };
+    const np = this.opts.nodePort;
+    const nf = obj && np && this.opts.nodeName ? nodeFrontends(obj, slices, { nodeName: this.opts.nodeName, nodeAddresses: np.addresses }) : { node: [], connect: [] };
+    frontends.push(...nf.connect);
     const before = this.owned.get(svc) ?? new Map<string, FrontendSpec>();
     const after = new Map<string, FrontendSpec>();
     for (const f of frontends) {
-      this.dp.setService(this.idFor(f.frontend), f.frontend, f.backends, f.affinityTimeoutSeconds);
+      this.dp.setService(this.idFor(frontendKey(f.frontend)), f.frontend, f.backends, f.affinityTimeoutSeconds);
       after.set(frontendKey(f.frontend), f);
     }
+    this.syncNode(svc, nf.node, np?.mode ?? 'snat');
+    if (nf.health) this.health.set(svc, nf.health);
+    else this.health.delete(svc);
+    np?.health?.sync([...this.health.values()]);
     for (const [k, f] of before) {
       if (after.has(k)) continue;
       this.dp.deleteService(this.ids.get(k)!, f.frontend);
@@ -147,9 +186,48 @@ export class ServiceLoadBalancer {
       this.log('info', 'service programmed', {
         service: svc,
         frontends: frontends.map((f) => `${frontendKey(f.frontend)}→${f.backends.length}${f.terminating ? '(terminating)' : ''}`).join(','),
+        node_frontends: nf.node.length ? nf.node.map((f) => `${f.kind}:${frontendKey(f.frontend)}→${f.backends.length}${f.local ? '(local)' : ''}`).join(',') : undefined,
+        node_mode: nf.node.length ? np?.mode : undefined,
+        health_check_port: nf.health ? `${nf.health.port}(${nf.health.localEndpoints} local)` : undefined,
         affinity_s: frontends[0]?.affinityTimeoutSeconds || undefined,
         duration_ms: ms,
       });
+  }
+
+  /** Node frontends of one Service: program the wanted ones, remove the rest. */
+  private syncNode(svc: string, wanted: NodeFrontendSpec[], mode: NodePortMode): void {
+    const before = this.ownedNode.get(svc) ?? new Map<string, NodeFrontendSpec>();
+    const after = new Map<string, NodeFrontendSpec>();
+    for (const f of wanted) {
+      const k = nodeKey(f.frontend);
+      this.dp.setNodeService(this.idFor(k), f.frontend, f.backends, { mode, local: f.local, affinityTimeoutSeconds: f.affinityTimeoutSeconds });
+      after.set(k, f);
+    }
+    for (const [k, f] of before) {
+      if (after.has(k)) continue;
+      this.dp.deleteNodeService(this.ids.get(k)!, f.frontend);
+      this.ids.delete(k);
+    }
+    if (after.size) this.ownedNode.set(svc, after);
+    else this.ownedNode.delete(svc);
+  }
+
+  /** Node frontends as the kernel holds them, with their owners (`switchyard status services`). */
+  nodeStatus(): NodeFrontendStatus[] {
+    const owner = new Map<string, { service: string; spec: NodeFrontendSpec }>();
+    for (const [service, fs] of this.ownedNode) for (const [k, spec] of fs) owner.set(k, { service, spec });
+    return this.dp.nodeServices().map((s) => {
+      const o = owner.get(nodeKey(s.frontend));
+      return {
+        service: o?.service ?? '(unowned)',
+        kind: o?.spec.kind ?? 'NodePort',
+        frontend: frontendKey(s.frontend),
+        mode: s.mode,
+        policy: s.local ? 'Local' : 'Cluster',
+        backends: s.backends.map((b) => `${b.ip}:${b.port}${b.local ? '(local)' : ''}`),
+        counters: Object.fromEntries(Object.entries(s.counters).map(([k, v]) => [k, String(v)])),
+      };
+    });
   }
 
   /** The kernel's view, with the Service that owns each frontend. */
