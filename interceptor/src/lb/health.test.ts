@@ -5,7 +5,7 @@ import { HealthCheckServer } from './health';
 const get = (port: number) =>
   new Promise<{ status: number; weight: string | undefined; type: string | undefined; body: unknown }>((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path: '/' }, (res) => {
+      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
         res.on('end', () => resolve({ status: res.statusCode!, weight: res.headers['x-load-balancing-endpoint-weight'] as string, type: res.headers['content-type'], body: JSON.parse(body) }));
