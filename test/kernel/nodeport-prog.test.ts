@@ -1,0 +1,103 @@
+/**
+ * sy_np_ingress and sy_np_egress on crafted packets (BPF_PROG_TEST_RUN): what
+ * each path writes into the packet and the maps, checksums included. The
+ * topology test (nodeport.test.ts) runs the same programs on real traffic.
+ */
+import * as path from 'path';
+import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
+import type { CounterName } from '../../interceptor/src/dataplane/abi';
+import { native } from '../../native';
+import { describeKernel, requireKernel } from '../helpers/kernel';
+import { dsrOption, frame, parse } from '../helpers/packets';
+import { NetLab } from '../../lab/src/netlab';
+
+const TC_ACT_OK = 0;
+const TC_ACT_SHOT = 2;
+const TC_ACT_REDIRECT = 7;
+const FRONTEND = '192.0.2.1';
+const CLIENT = '198.51.100.9';
+const BACKEND = '10.90.2.10';
+
+describeKernel('node frontends on crafted packets (BPF_PROG_TEST_RUN)', () => {
+  let lab: NetLab;
+  let dp: Dataplane;
+  const run = (prog: 'sy_np_ingress' | 'sy_np_egress', pkt: Buffer) => native().progTestRun(path.join(lab.pinRoot, 'progs', prog), pkt);
+  const count = (c: CounterName) => dp.counters()[c];
+
+  beforeAll(() => {
+    requireKernel();
+    lab = new NetLab();
+    dp = Dataplane.load({ cgroupPath: lab.addCgroup('scope'), pinRoot: lab.pinRoot });
+    dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
+    dp.setNodeService(1, { ip: FRONTEND, port: 30080, protocol: 'TCP' }, [{ ip: BACKEND, port: 8080 }], { mode: 'dsr', local: false, affinityTimeoutSeconds: 0 });
+    dp.setNodeService(2, { ip: FRONTEND, port: 30081, protocol: 'TCP' }, [{ ip: BACKEND, port: 8080 }], { mode: 'snat', local: false, affinityTimeoutSeconds: 0 });
+    dp.setNodeService(3, { ip: FRONTEND, port: 30053, protocol: 'UDP' }, [{ ip: BACKEND, port: 5353 }], { mode: 'hybrid', local: false, affinityTimeoutSeconds: 0 });
+  });
+
+  afterAll(async () => {
+    dp?.close();
+    await lab?.cleanup();
+  });
+
+  test('dsr: the SYN gets DNAT and the option {frontend, nodePort}; the next packet of the flow only DNAT', () => {
+    const before = count('SY_C_NP_DSR');
+    const syn = run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 40000, dport: 30080, syn: true }));
+    expect([TC_ACT_OK, TC_ACT_REDIRECT]).toContain(syn.retval);
+    const s = parse(syn.packet);
+    expect({ src: s.src, dst: s.dst, dport: s.dport, ihl: s.ihl, ip: s.ipChecksumOk, l4: s.l4ChecksumOk }).toEqual({ src: CLIENT, dst: BACKEND, dport: 8080, ihl: 28, ip: true, l4: true });
+    expect(s.options.equals(dsrOption(FRONTEND, 30080))).toBe(true);
+    expect(count('SY_C_NP_DSR')).toBe(before + 1n);
+
+    const ack = parse(run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 40000, dport: 30080, ack: true })).packet);
+    expect({ dst: ack.dst, dport: ack.dport, ihl: ack.ihl, l4: ack.l4ChecksumOk }).toEqual({ dst: BACKEND, dport: 8080, ihl: 20, l4: true });
+  });
+
+  test("the backend's node reads the option, and its egress gives the reply the frontend's address", () => {
+    const before = count('SY_C_NP_DSR_RECORDED');
+    const arriving = frame({ src: CLIENT, dst: BACKEND, proto: 'TCP', sport: 40001, dport: 8080, syn: true, options: dsrOption(FRONTEND, 30080) });
+    const r = run('sy_np_ingress', arriving);
+    expect(r.retval).toBe(TC_ACT_OK);
+    expect(r.packet.equals(arriving)).toBe(true); // recorded, not changed: plain routing takes it to the pod
+    expect(count('SY_C_NP_DSR_RECORDED')).toBe(before + 1n);
+
+    const reply = parse(run('sy_np_egress', frame({ src: BACKEND, dst: CLIENT, proto: 'TCP', sport: 8080, dport: 40001, syn: true, ack: true })).packet);
+    expect({ src: reply.src, sport: reply.sport, dst: reply.dst, ip: reply.ipChecksumOk, l4: reply.l4ChecksumOk }).toEqual({ src: FRONTEND, sport: 30080, dst: CLIENT, ip: true, l4: true });
+    // Another client's packet from the same backend port is not touched.
+    const other = parse(run('sy_np_egress', frame({ src: BACKEND, dst: CLIENT, proto: 'TCP', sport: 8080, dport: 40002, ack: true })).packet);
+    expect(other.src).toBe(BACKEND);
+  });
+
+  test('snat: source becomes the node and a port from its range; the reply goes back to the client from the frontend', () => {
+    const out = parse(run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 40010, dport: 30081, syn: true })).packet);
+    expect({ src: out.src, dst: out.dst, dport: out.dport, ihl: out.ihl, ip: out.ipChecksumOk, l4: out.l4ChecksumOk }).toEqual({ src: FRONTEND, dst: BACKEND, dport: 8080, ihl: 20, ip: true, l4: true });
+    expect(out.sport).toBeGreaterThanOrEqual(61000);
+    expect(out.sport).toBeLessThanOrEqual(61003);
+
+    const back = parse(run('sy_np_ingress', frame({ src: BACKEND, dst: FRONTEND, proto: 'TCP', sport: 8080, dport: out.sport, syn: true, ack: true })).packet);
+    expect({ src: back.src, sport: back.sport, dst: back.dst, dport: back.dport, l4: back.l4ChecksumOk }).toEqual({ src: FRONTEND, sport: 30081, dst: CLIENT, dport: 40010, l4: true });
+  });
+
+  test('snat ports run out: a new flow is dropped and counted, never given a port in use', () => {
+    const before = count('SY_C_NP_SNAT_PORTS_EXHAUSTED');
+    const verdicts = [40020, 40021, 40022, 40023, 40024, 40025].map((sport) => run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport, dport: 30081, syn: true })).retval);
+    // The range holds 4 ports, one taken above: at most 3 more flows, the rest dropped.
+    expect(verdicts.filter((v) => v === TC_ACT_SHOT).length).toBeGreaterThanOrEqual(3);
+    expect(count('SY_C_NP_SNAT_PORTS_EXHAUSTED') - before).toBe(BigInt(verdicts.filter((v) => v === TC_ACT_SHOT).length));
+  });
+
+  test('hybrid UDP goes by snat, and a datagram without a checksum keeps none', () => {
+    const out = parse(run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'UDP', sport: 5000, dport: 30053, noUdpChecksum: true })).packet);
+    expect({ src: out.src, dst: out.dst, dport: out.dport, ihl: out.ihl, csum: out.l4Checksum }).toEqual({ src: FRONTEND, dst: BACKEND, dport: 5353, ihl: 20, csum: 0 });
+  });
+
+  test('fragments, other protocols and other addresses pass untouched', () => {
+    for (const pkt of [
+      frame({ src: CLIENT, dst: FRONTEND, proto: 'UDP', sport: 5001, dport: 30053, fragment: true }),
+      frame({ src: CLIENT, dst: '192.0.2.99', proto: 'TCP', sport: 40030, dport: 30080, syn: true }),
+      frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 40031, dport: 22, syn: true }),
+    ]) {
+      const r = run('sy_np_ingress', pkt);
+      expect([r.retval, r.packet.equals(pkt)]).toEqual([TC_ACT_OK, true]);
+    }
+  });
+});
