@@ -16,10 +16,19 @@ import * as net from 'net';
 import * as path from 'path';
 import { freePort } from '../lab/src/ports';
 import { Proc } from '../lab/src/proc';
+import { IMAGES, ROOT } from '../images/src/specs';
 
 const root = path.join(__dirname, '..');
 
 describe('image file sets: entry points start without devDependencies', () => {
+  test('the agent image carries every BPF object the build makes (a missing one stops the agent at start)', () => {
+    const built = fs.readdirSync(path.join(ROOT, 'build', 'bpf')).filter((f) => f.endsWith('.bpf.o')).map((f) => `build/bpf/${f}`).sort();
+    const agent = IMAGES.find((i) => i.name.includes('/interceptor:'));
+    const files: string[] = (agent && 'files' in agent ? agent.files : undefined) ?? [];
+    expect(built.length).toBeGreaterThan(8);
+    expect(built.filter((f) => !files.includes(f))).toEqual([]);
+  });
+
   let dir: string;
 
   beforeAll(() => {

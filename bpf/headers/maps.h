@@ -188,13 +188,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_lb_counters SEC(".maps");
 
-#define sy_pod_count(netns_cookie, field)                                                  \
-	do {                                                                               \
-		__u64 __k = (netns_cookie);                                                \
-		struct sy_pod_counters *__c = bpf_map_lookup_elem(&sy_pod_counters, &__k); \
-		if (__c)                                                                   \
-			__c->field += 1;                                                   \
+/* Adds one to a field of a per-CPU counters struct, when the map has an entry for the key. */
+#define sy_map_count(map, key_val, field)                                   \
+	do {                                                                \
+		__typeof__(*(map).key) __k = (key_val);                     \
+		__typeof__(*(map).value) *__c = bpf_map_lookup_elem(&(map), &__k); \
+		if (__c)                                                    \
+			__c->field += 1;                                    \
 	} while (0)
+
+#define sy_pod_count(netns_cookie, field) sy_map_count(sy_pod_counters, (__u64)(netns_cookie), field)
 
 static __always_inline void sy_count(enum sy_counter c)
 {

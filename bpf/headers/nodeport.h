@@ -83,13 +83,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sy_np_counters SEC(".maps");
 
-#define sy_np_count(service_id, field)                                                      \
-	do {                                                                                \
-		__u32 __k = (service_id);                                                   \
-		struct sy_np_counters *__c = bpf_map_lookup_elem(&sy_np_counters, &__k);   \
-		if (__c)                                                                    \
-			__c->field += 1;                                                    \
-	} while (0)
+#define sy_np_count(service_id, field) sy_map_count(sy_np_counters, (__u32)(service_id), field)
 
 #define SY_IP_MF_OFFSET 0x3fff /* more fragments | fragment offset */
 #define SY_IP_DF 0x4000

@@ -66,6 +66,7 @@ const BPF_OBJECTS = [
   'sy_sockops.bpf.o',
   'sy_sockops.cookie.bpf.o',
   'sy_tc.bpf.o',
+  'sy_nodeport.bpf.o',
 ].map((o) => `build/bpf/${o}`);
 
 export const IMAGES: ImageSpec[] = [

@@ -161,23 +161,16 @@ export class ServiceLoadBalancer {
     const np = this.opts.nodePort;
     const nf = obj && np && this.opts.nodeName ? nodeFrontends(obj, slices, { nodeName: this.opts.nodeName, nodeAddresses: np.addresses }) : { node: [], connect: [] };
     frontends.push(...nf.connect);
-    const before = this.owned.get(svc) ?? new Map<string, FrontendSpec>();
-    const after = new Map<string, FrontendSpec>();
-    for (const f of frontends) {
-      this.dp.setService(this.idFor(frontendKey(f.frontend)), f.frontend, f.backends, f.affinityTimeoutSeconds);
-      after.set(frontendKey(f.frontend), f);
-    }
-    this.syncNode(svc, nf.node, np?.mode ?? 'snat');
+    const before = this.replaceOwned(this.owned, svc, frontends.map((f) => [frontendKey(f.frontend), f]),
+      (k, f) => this.dp.setService(this.idFor(k), f.frontend, f.backends, f.affinityTimeoutSeconds),
+      (k, f) => this.dp.deleteService(this.ids.get(k)!, f.frontend));
+    const mode = np?.mode ?? 'snat';
+    this.replaceOwned(this.ownedNode, svc, nf.node.map((f) => [nodeKey(f.frontend), f]),
+      (k, f) => this.dp.setNodeService(this.idFor(k), f.frontend, f.backends, { mode, local: f.local, affinityTimeoutSeconds: f.affinityTimeoutSeconds }),
+      (k, f) => this.dp.deleteNodeService(this.ids.get(k)!, f.frontend));
     if (nf.health) this.health.set(svc, nf.health);
     else this.health.delete(svc);
     np?.health?.sync([...this.health.values()]);
-    for (const [k, f] of before) {
-      if (after.has(k)) continue;
-      this.dp.deleteService(this.ids.get(k)!, f.frontend);
-      this.ids.delete(k);
-    }
-    if (after.size) this.owned.set(svc, after);
-    else this.owned.delete(svc);
     this.syncs++;
     const ms = (Number(process.hrtime.bigint() - started) / 1e6).toFixed(2);
     if (!obj) this.log('info', 'service removed', { service: svc, frontends: before.size, duration_ms: ms });
@@ -194,22 +187,26 @@ export class ServiceLoadBalancer {
       });
   }
 
-  /** Node frontends of one Service: program the wanted ones, remove the rest. */
-  private syncNode(svc: string, wanted: NodeFrontendSpec[], mode: NodePortMode): void {
-    const before = this.ownedNode.get(svc) ?? new Map<string, NodeFrontendSpec>();
-    const after = new Map<string, NodeFrontendSpec>();
-    for (const f of wanted) {
-      const k = nodeKey(f.frontend);
-      this.dp.setNodeService(this.idFor(k), f.frontend, f.backends, { mode, local: f.local, affinityTimeoutSeconds: f.affinityTimeoutSeconds });
-      after.set(k, f);
+  /**
+   * One Service's entries in one table: program the wanted ones (set), then
+   * remove those it had before and no longer has (del), and remember the new
+   * set. Returns the old one.
+   */
+  private replaceOwned<T>(owned: Map<string, Map<string, T>>, svc: string, wanted: [string, T][], set: (k: string, v: T) => void, del: (k: string, v: T) => void): Map<string, T> {
+    const before = owned.get(svc) ?? new Map<string, T>();
+    const after = new Map<string, T>();
+    for (const [k, v] of wanted) {
+      set(k, v);
+      after.set(k, v);
     }
-    for (const [k, f] of before) {
+    for (const [k, v] of before) {
       if (after.has(k)) continue;
-      this.dp.deleteNodeService(this.ids.get(k)!, f.frontend);
+      del(k, v);
       this.ids.delete(k);
     }
-    if (after.size) this.ownedNode.set(svc, after);
-    else this.ownedNode.delete(svc);
+    if (after.size) owned.set(svc, after);
+    else owned.delete(svc);
+    return before;
   }
 
   /** Node frontends as the kernel holds them, with their owners (`switchyard status services`). */
