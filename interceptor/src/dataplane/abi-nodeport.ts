@@ -3,7 +3,7 @@
  * externalIPs and LoadBalancer ingress IPs"; bpf/sy_nodeport.c). Like abi.ts,
  * held to the objects' BTF by test/abi.test.ts.
  */
-import { decodeAddr, encodeAddr } from '../../../api/addr';
+import { encodeAddr } from '../../../api/addr';
 import { LB_FRONTEND, LB_FLAG_AFFINITY, Layout } from './abi';
 
 const FLOW_KEY: Layout = {
@@ -98,11 +98,6 @@ export function encodeNodePortConfig(c: NodePortConfig): Buffer {
   b.writeUInt16LE(c.snatPortMin, 16);
   b.writeUInt16LE(c.snatPortMax, 18);
   return b;
-}
-
-export function decodeNodePortConfig(b: Buffer): NodePortConfig {
-  const addr = b.subarray(0, 16);
-  return { ...(addr.some((x) => x !== 0) ? { snatAddress: decodeAddr(Buffer.from(addr)) } : {}), snatPortMin: b.readUInt16LE(16), snatPortMax: b.readUInt16LE(18) };
 }
 
 export type NodePortCounters = Record<keyof typeof NP_COUNTERS.fields, bigint>;

@@ -345,10 +345,6 @@ export class Dataplane {
     nodeport.setNodePortConfig(this.mapFd, c);
   }
 
-  nodePortConfig(): ReturnType<typeof nodeport.nodePortConfig> {
-    return nodeport.nodePortConfig(this.mapFd);
-  }
-
   setNodeService(serviceId: number, frontend: LbFrontend, backends: LbBackend[], o: nodeport.NodeServiceOptions): void {
     nodeport.setNodeService(this.mapFd, serviceId, frontend, backends, o);
   }

@@ -16,7 +16,6 @@ import {
   NodePortCounters,
   NodePortMode,
   decodeNodeFrontend,
-  decodeNodePortConfig,
   decodeNodePortCounters,
   encodeNodeFrontend,
   encodeNodePortConfig,
@@ -49,10 +48,6 @@ export function setNodePortConfig(fd: MapFd, c: NodePortConfig): void {
   }
   if (problems.length) throw new DataplaneError(`node frontend settings refused: ${problems.join('; ')}`);
   native().mapUpdate(fd('sy_np_config'), ZERO, encodeNodePortConfig(c));
-}
-
-export function nodePortConfig(fd: MapFd): NodePortConfig {
-  return decodeNodePortConfig(native().mapLookup(fd('sy_np_config'), ZERO)!);
 }
 
 /** Programs one node frontend: backends, then the frontend, then the shrink (services.ts's order). */

@@ -38,6 +38,13 @@ export type { NodeFrontendStatus, ServiceStatus };
 /** Node frontends share the id space with connect-time ones, under their own keys. */
 const nodeKey = (f: LbFrontend) => `node|${frontendKey(f)}`;
 
+/** Frontend key -> the Service that owns it and what was programmed for it. */
+function owners<T>(owned: Map<string, Map<string, T>>): Map<string, { service: string; spec: T }> {
+  const out = new Map<string, { service: string; spec: T }>();
+  for (const [service, fs] of owned) for (const [k, spec] of fs) out.set(k, { service, spec });
+  return out;
+}
+
 const key = (o: { metadata?: { namespace?: string; name?: string } }) => `${o.metadata?.namespace}/${o.metadata?.name}`;
 
 export class ServiceLoadBalancer {
@@ -211,8 +218,7 @@ export class ServiceLoadBalancer {
 
   /** Node frontends as the kernel holds them, with their owners (`switchyard status services`). */
   nodeStatus(): NodeFrontendStatus[] {
-    const owner = new Map<string, { service: string; spec: NodeFrontendSpec }>();
-    for (const [service, fs] of this.ownedNode) for (const [k, spec] of fs) owner.set(k, { service, spec });
+    const owner = owners(this.ownedNode);
     return this.dp.nodeServices().map((s) => {
       const o = owner.get(nodeKey(s.frontend));
       return {
@@ -229,8 +235,7 @@ export class ServiceLoadBalancer {
 
   /** The kernel's view, with the Service that owns each frontend. */
   status(): ServiceStatus[] {
-    const owner = new Map<string, { service: string; spec: FrontendSpec }>();
-    for (const [service, fs] of this.owned) for (const [k, spec] of fs) owner.set(k, { service, spec });
+    const owner = owners(this.owned);
     return this.dp.services().map((s) => {
       const o = owner.get(frontendKey(s.frontend));
       return {
