@@ -131,6 +131,37 @@ static __always_inline int sy_np_add_dsr_opt(struct __sk_buff *skb, __be32 front
 	return bpf_skb_store_bytes(skb, SY_IP_OFF, &hdr, sizeof(hdr), 0);
 }
 
+/*
+ * Whether the flow holding a snat port is over, so that a new flow may take
+ * the port: its flow entry is gone or has moved on (evicted, or a new SYN
+ * on the same client port), it was reset, it closed with FINs more than the
+ * grace ago, or it has been idle past SY_NP_*_IDLE_S. Entries written by
+ * ABI 4 programs carry no time and are only reclaimed by the first three.
+ */
+static __always_inline int sy_np_snat_reclaimable(const struct sy_np_snat_key *sk, const struct sy_np_config *cfg, __u16 now)
+{
+	struct sy_np_snat *old = bpf_map_lookup_elem(&sy_np_snat, sk);
+
+	if (!old)
+		return 1;
+	struct sy_np_flow_key fk = { .client = old->client, .frontend = old->frontend, .client_port = old->client_port,
+				     .frontend_port = old->frontend_port, .proto = sk->proto };
+	struct sy_np_flow *f = bpf_map_lookup_elem(&sy_np_flows, &fk);
+
+	if (!f || f->path != SY_NP_SNAT || f->nat_port != sk->nat_port || f->backend_port != sk->backend_port ||
+	    !sy_addr_eq(&f->backend, &sk->backend))
+		return 1;
+	if (f->state & SY_NP_ST_RST)
+		return 1;
+	if (!f->seen)
+		return 0;
+	__u16 age = now - f->seen;
+
+	if ((f->state & (SY_NP_ST_FIN_CLIENT | SY_NP_ST_FIN_BACKEND)) == (SY_NP_ST_FIN_CLIENT | SY_NP_ST_FIN_BACKEND))
+		return age >= cfg->snat_closed_grace_s;
+	return age >= (sk->proto == IPPROTO_TCP ? SY_NP_TCP_IDLE_S : SY_NP_UDP_IDLE_S);
+}
+
 /* A new flow: pick its backend and its path, and record what its replies need. */
 static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struct sy_lb_frontend *fe,
 					  const struct sy_np_config *cfg, const struct sy_np_flow_key *fk,
@@ -169,9 +200,12 @@ static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struc
 		int i;
 
 		fl->path = SY_NP_SNAT;
+		fl->seen = sy_np_now();
 		for (i = 0; range && i < 8; i++) {
 			sk.nat_port = cfg->snat_port_min + bpf_get_prandom_u32() % range;
 			if (!bpf_map_update_elem(&sy_np_snat, &sk, &sv, BPF_NOEXIST))
+				break;
+			if (sy_np_snat_reclaimable(&sk, cfg, fl->seen) && !bpf_map_update_elem(&sy_np_snat, &sk, &sv, BPF_ANY))
 				break;
 		}
 		if (!range || i == 8) {
@@ -184,11 +218,19 @@ static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struc
 	return 0;
 }
 
-/* A UDP flow follows its backend only while that backend is still in its slot. */
-static __always_inline int sy_np_flow_valid(const struct sy_np_flow *fl, const struct sy_lb_frontend *fe, __u8 proto)
+/*
+ * Whether a packet continues its flow. A TCP flow keeps its backend for life
+ * (moving it would only reset it). A UDP flow, and a TCP SYN (a retransmitted
+ * one, or a client port used again), continue only while the backend is
+ * still in its slot; a SYN on a flow that closed starts a new one.
+ */
+static __always_inline int sy_np_flow_continues(const struct sy_np_flow *fl, const struct sy_lb_frontend *fe,
+						const struct sy_np_pkt *p)
 {
-	if (proto == IPPROTO_TCP)
-		return 1; /* a TCP flow keeps its backend for life: moving it would only reset it */
+	if (p->proto == IPPROTO_TCP && !p->syn_only)
+		return 1;
+	if (p->syn_only && fl->state)
+		return 0;
 	if (fl->service_id != fe->service_id || fl->slot >= fe->backend_count)
 		return 0;
 	struct sy_lb_backend_key bk = { .service_id = fl->service_id, .slot = fl->slot };
@@ -209,7 +251,16 @@ static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_
 	sy_addr_from_v4(&fk.frontend, p->daddr);
 	struct sy_np_flow *cur = bpf_map_lookup_elem(&sy_np_flows, &fk);
 
-	if (cur && !p->syn_only && sy_np_flow_valid(cur, fe, p->proto)) {
+	if (cur && sy_np_flow_continues(cur, fe, p)) {
+		if (cur->path == SY_NP_SNAT) {
+			__u16 now = sy_np_now();
+
+			/* plain stores into the entry: racing writers only ever set bits or a newer time */
+			if (cur->seen != now)
+				cur->seen = now;
+			if (p->closing & ~cur->state)
+				cur->state |= p->closing;
+		}
 		fl = *cur;
 	} else {
 		if (sy_np_new_flow(p, fe, cfg, &fk, &fl))
@@ -271,6 +322,16 @@ static __always_inline int sy_np_snat_reply(struct __sk_buff *skb, const struct 
 	__be32 client = v->client.words[3], frontend = v->frontend.words[3];
 	__be16 cport = bpf_htons(v->client_port), fport = bpf_htons(v->frontend_port);
 	__u32 service_id = v->service_id;
+
+	if (p->closing) {
+		/* the backend's FIN or reset: the flow's port can be reused once both ends are done */
+		struct sy_np_flow_key fk = { .client = v->client, .frontend = v->frontend, .client_port = v->client_port,
+					     .frontend_port = v->frontend_port, .proto = p->proto };
+		struct sy_np_flow *f = bpf_map_lookup_elem(&sy_np_flows, &fk);
+
+		if (f && f->path == SY_NP_SNAT && f->nat_port == k.nat_port)
+			f->state |= p->closing == SY_NP_ST_FIN_CLIENT ? SY_NP_ST_FIN_BACKEND : p->closing;
+	}
 	int rc = sy_np_fib(skb, frontend, client, 0, &fib);
 
 	if (sy_np_set_addr(skb, p, 0, p->daddr, client) || sy_np_set_port(skb, p, 0, p->dport, cport) ||

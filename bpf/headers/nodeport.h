@@ -100,6 +100,7 @@ struct sy_np_pkt {
 	__u8 proto;
 	__u8 syn_only;  /* TCP SYN without ACK: a new connection */
 	__u8 df;
+	__u8 closing;   /* TCP: SY_NP_ST_FIN_CLIENT for a FIN, SY_NP_ST_RST for a reset (as if the client sent it) */
 };
 
 /* 0 for an unfragmented IPv4 TCP/UDP packet; anything else passes untouched. */
@@ -135,6 +136,7 @@ static __always_inline int sy_np_parse(struct __sk_buff *skb, struct sy_np_pkt *
 		p->sport = tcp->source;
 		p->dport = tcp->dest;
 		p->syn_only = tcp->syn && !tcp->ack;
+		p->closing = tcp->rst ? SY_NP_ST_RST : tcp->fin ? SY_NP_ST_FIN_CLIENT : 0;
 	} else {
 		struct udphdr *udp = data + p->l4_off;
 
@@ -143,8 +145,27 @@ static __always_inline int sy_np_parse(struct __sk_buff *skb, struct sy_np_pkt *
 		p->sport = udp->source;
 		p->dport = udp->dest;
 		p->syn_only = 0;
+		p->closing = 0;
 	}
 	return 0;
+}
+
+/*
+ * How long a snat port stays with a flow nobody closed: RFC 5382's floor
+ * for an established TCP mapping (2 h 4 min), and 60 s for UDP (Cilium's
+ * non-TCP lifetime). A flow closed by a reset frees its port at once; one
+ * closed by FINs after sy_np_config.snat_closed_grace_s, because the end
+ * that closed first may hold the tuple in TIME_WAIT.
+ */
+#define SY_NP_TCP_IDLE_S 7440
+#define SY_NP_UDP_IDLE_S 60
+
+/* Seconds of the monotonic clock mod 2^16, never 0 (0 = not recorded). */
+static __always_inline __u16 sy_np_now(void)
+{
+	__u16 t = bpf_ktime_get_coarse_ns() / 1000000000ULL;
+
+	return t ? t : 1;
 }
 
 static __always_inline __u32 sy_np_csum_off(const struct sy_np_pkt *p)

@@ -24,7 +24,7 @@
  * test/abi.test.ts checks). The agent pins it beside the maps and upgrades
  * the pins of every older version in place; it refuses newer ones.
  */
-#define SY_ABI_VERSION 4
+#define SY_ABI_VERSION 5
 
 #define SY_MAX_POD_IPS 2
 #define SY_MAX_EXCLUDED_PORTS 16
@@ -278,8 +278,14 @@ struct sy_np_flow {
 	__u32 service_id;
 	__u32 slot;
 	__u8 path;      /* enum sy_np_path */
-	__u8 _pad[3];
+	__u8 state;     /* SY_NP_ST_*, for snat flows: which ends closed (0 in entries of ABI 4) */
+	__u16 seen;     /* snat flows: seconds of the monotonic clock, mod 2^16, at the last packet; 0 = unknown */
 };
+
+/* sy_np_flow.state: a snat flow's port may be reused once it is over (sy_np_snat_reclaimable). */
+#define SY_NP_ST_FIN_CLIENT 1
+#define SY_NP_ST_FIN_BACKEND 2
+#define SY_NP_ST_RST 4
 
 /* snat: the reply's tuple at this node -> the client and the frontend it asked for. */
 struct sy_np_snat_key {
@@ -327,7 +333,8 @@ struct sy_np_config {
 	struct sy_addr snat_addr; /* this node's IPv4 address for snat; all-zero: snat off */
 	__u16 snat_port_min;      /* snat source ports, outside the node's ephemeral range */
 	__u16 snat_port_max;
-	__u32 _pad;
+	__u16 snat_closed_grace_s; /* a snat port whose TCP flow closed with FINs is reused after this long */
+	__u16 _pad;
 };
 
 /* Per node frontend's service id. */

@@ -10,6 +10,8 @@ export interface Frame {
   dport: number;
   syn?: boolean;
   ack?: boolean;
+  fin?: boolean;
+  rst?: boolean;
   /** IP options (a multiple of 4 bytes). */
   options?: Buffer;
   /** More-fragments set. */
@@ -50,7 +52,7 @@ export function frame(f: Frame): Buffer {
     l4.writeUInt32BE(1000, 4);
     l4.writeUInt32BE(f.ack ? 2000 : 0, 8);
     l4[12] = 5 << 4;
-    l4[13] = (f.syn ? 0x02 : 0) | (f.ack ? 0x10 : 0);
+    l4[13] = (f.fin ? 0x01 : 0) | (f.syn ? 0x02 : 0) | (f.rst ? 0x04 : 0) | (f.ack ? 0x10 : 0);
     l4.writeUInt16BE(65535, 14);
     payload.copy(l4, 20);
   } else {

@@ -85,6 +85,36 @@ describeKernel('node frontends on crafted packets (BPF_PROG_TEST_RUN)', () => {
     expect(count('SY_C_NP_SNAT_PORTS_EXHAUSTED') - before).toBe(BigInt(verdicts.filter((v) => v === TC_ACT_SHOT).length));
   });
 
+  test('a snat port comes back when its flow is over: at once after a reset, after the grace after FINs; a retransmitted SYN keeps it', () => {
+    // One port, so every flow wants the same one.
+    dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61010, snatPortMax: 61010, snatClosedGraceSeconds: 3600 });
+    const tcp = (sport: number, flags: { syn?: boolean; ack?: boolean; fin?: boolean; rst?: boolean }) =>
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport, dport: 30081, ...flags }));
+    const fromBackend = (flags: { ack?: boolean; fin?: boolean; rst?: boolean }) =>
+      parse(run('sy_np_ingress', frame({ src: BACKEND, dst: FRONTEND, proto: 'TCP', sport: 8080, dport: 61010, ...flags })).packet);
+    try {
+      const a = tcp(41000, { syn: true });
+      expect(parse(a.packet).sport).toBe(61010);
+      expect(parse(tcp(41000, { syn: true }).packet).sport).toBe(61010); // the same SYN again: the same flow, not a second port
+      expect(tcp(41001, { syn: true }).retval).toBe(TC_ACT_SHOT); // taken by a live flow
+
+      tcp(41000, { rst: true, ack: true }); // the client resets: the port is free at once
+      const b = tcp(41001, { syn: true });
+      expect([b.retval === TC_ACT_SHOT, parse(b.packet).sport]).toEqual([false, 61010]);
+
+      tcp(41001, { fin: true, ack: true }); // only the client has closed
+      expect(tcp(41002, { syn: true }).retval).toBe(TC_ACT_SHOT);
+      expect(fromBackend({ fin: true, ack: true }).dport).toBe(41001); // the backend's FIN still reaches the client
+      expect(tcp(41002, { syn: true }).retval).toBe(TC_ACT_SHOT); // both closed, but within the grace
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61010, snatPortMax: 61010, snatClosedGraceSeconds: 0 });
+      const c = tcp(41002, { syn: true });
+      expect([c.retval === TC_ACT_SHOT, parse(c.packet).sport]).toEqual([false, 61010]);
+      expect(fromBackend({ ack: true }).dport).toBe(41002); // replies now go to the new flow's client
+    } finally {
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
+    }
+  });
+
   test('hybrid UDP goes by snat, and a datagram without a checksum keeps none', () => {
     const out = parse(run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'UDP', sport: 5000, dport: 30053, noUdpChecksum: true })).packet);
     expect({ src: out.src, dst: out.dst, dport: out.dport, ihl: out.ihl, csum: out.l4Checksum }).toEqual({ src: FRONTEND, dst: BACKEND, dport: 5353, ihl: 20, csum: 0 });

@@ -30,7 +30,7 @@ describe('agent configuration', () => {
   test('nodePort: off when absent; validated in one pass when set', () => {
     expect(validateAgentConfig({ nodeName: 'n', cgroupPath: '/sys/fs/cgroup/kubepods' }).nodePort).toBeUndefined();
     const on = validateAgentConfig({ nodeName: 'n', cgroupPath: '/x', nodePort: { mode: 'dsr', devices: ['eth0'] } });
-    expect(on.nodePort).toEqual({ mode: 'dsr', devices: ['eth0'], snatPortMin: 61000, snatPortMax: 65535 });
+    expect(on.nodePort).toEqual({ mode: 'dsr', devices: ['eth0'], snatPortMin: 61000, snatPortMax: 65535, snatClosedGraceSeconds: 10 });
     expect(() => validateAgentConfig({ nodeName: 'n', cgroupPath: '/x', serviceLoadBalancing: false, nodePort: { mode: 'fast', devices: [], addresses: ['fd00::1'], snatPorts: '70000-1', colour: 1 } })).toThrow(
       /nodePort.mode must be one of snat, dsr, hybrid, got "fast".*nodePort.devices must list.*nodePort.addresses must list IPv4.*nodePort.snatPorts must be a range|unknown setting 'nodePort.colour'/s,
     );

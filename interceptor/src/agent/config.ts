@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { ConfigError } from '../../../api/interception';
 import { MapSizes, validateMapSizes } from '../dataplane/config';
 import { DEFAULT_PIN_ROOT } from '../dataplane/dataplane';
-import { NODEPORT_MODES, NodePortMode } from '../dataplane/abi-nodeport';
+import { DEFAULT_SNAT_CLOSED_GRACE_S, NODEPORT_MODES, NodePortMode } from '../dataplane/abi-nodeport';
 import { isIP } from 'net';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
@@ -56,6 +56,8 @@ export interface NodePortSettings {
   /** snat source ports, outside the node's ephemeral range (net.ipv4.ip_local_port_range). */
   snatPortMin: number;
   snatPortMax: number;
+  /** Seconds a snat port rests after its TCP flow closed with FINs (the backend may hold TIME_WAIT). */
+  snatClosedGraceSeconds: number;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -130,11 +132,11 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
 
 function validateNodePort(raw: unknown, problems: string[]): NodePortSettings | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    problems.push('nodePort must be a mapping: {mode, devices, addresses?, snatPorts?}');
+    problems.push('nodePort must be a mapping: {mode, devices, addresses?, snatPorts?, snatClosedGraceSeconds?}');
     return undefined;
   }
   const r = raw as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!['mode', 'devices', 'addresses', 'snatPorts'].includes(k)) problems.push(`unknown setting 'nodePort.${k}'`);
+  for (const k of Object.keys(r)) if (!['mode', 'devices', 'addresses', 'snatPorts', 'snatClosedGraceSeconds'].includes(k)) problems.push(`unknown setting 'nodePort.${k}'`);
   const mode = r.mode as NodePortMode;
   if (!NODEPORT_MODES.includes(mode)) problems.push(`nodePort.mode must be one of ${NODEPORT_MODES.join(', ')}, got ${JSON.stringify(r.mode)}`);
   const devices = r.devices as string[];
@@ -144,7 +146,9 @@ function validateNodePort(raw: unknown, problems: string[]): NodePortSettings | 
   const ports = /^(\d+)-(\d+)$/.exec(String(r.snatPorts ?? '61000-65535'));
   const [min, max] = ports ? [Number(ports[1]), Number(ports[2])] : [0, 0];
   if (!ports || min < 1024 || max > 65535 || min > max) problems.push(`nodePort.snatPorts must be a range like "61000-65535" above 1023, got ${JSON.stringify(r.snatPorts)}`);
-  return { mode, devices, ...(addresses ? { addresses } : {}), snatPortMin: min, snatPortMax: max };
+  const grace = r.snatClosedGraceSeconds ?? DEFAULT_SNAT_CLOSED_GRACE_S;
+  if (!Number.isInteger(grace) || (grace as number) < 0 || (grace as number) > 3600) problems.push(`nodePort.snatClosedGraceSeconds must be whole seconds from 0 to 3600, got ${JSON.stringify(r.snatClosedGraceSeconds)}`);
+  return { mode, devices, ...(addresses ? { addresses } : {}), snatPortMin: min, snatPortMax: max, snatClosedGraceSeconds: grace as number };
 }
 
 /** Reads YAML or JSON; environment variables NODE_NAME and KUBECONFIG fill the gaps. */

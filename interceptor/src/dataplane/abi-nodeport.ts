@@ -14,7 +14,7 @@ const FLOW_KEY: Layout = {
 const FLOW: Layout = {
   name: 'sy_np_flow',
   size: 32,
-  fields: { backend: [0, 16], backend_port: [16, 2], nat_port: [18, 2], service_id: [20, 4], slot: [24, 4], path: [28, 1], _pad: [29, 3] },
+  fields: { backend: [0, 16], backend_port: [16, 2], nat_port: [18, 2], service_id: [20, 4], slot: [24, 4], path: [28, 1], state: [29, 1], seen: [30, 2] },
 };
 const SNAT_KEY: Layout = { name: 'sy_np_snat_key', size: 24, fields: { backend: [0, 16], backend_port: [16, 2], nat_port: [18, 2], proto: [20, 1], _pad: [21, 3] } };
 const SNAT: Layout = {
@@ -29,7 +29,7 @@ const REVNAT_KEY: Layout = {
 };
 const REVNAT: Layout = { name: 'sy_np_revnat', size: 24, fields: { frontend: [0, 16], frontend_port: [16, 2], _pad: [18, 2], service_id: [20, 4] } };
 const AFFINITY_KEY: Layout = { name: 'sy_np_affinity_key', size: 24, fields: { client: [0, 16], service_id: [16, 4], _pad: [20, 4] } };
-export const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], _pad: [20, 4] } };
+export const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], snat_closed_grace_s: [20, 2], _pad: [22, 2] } };
 export const NP_COUNTERS: Layout = {
   name: 'sy_np_counters',
   size: 48,
@@ -90,13 +90,19 @@ export interface NodePortConfig {
   snatAddress?: string;
   snatPortMin: number;
   snatPortMax: number;
+  /** How long a snat port waits after its TCP flow closed with FINs before another flow may take it (default 10). */
+  snatClosedGraceSeconds?: number;
 }
+
+/** Cilium's close timeout: long enough for the last ACKs, short of the backend's whole TIME_WAIT (bpf/README.md). */
+export const DEFAULT_SNAT_CLOSED_GRACE_S = 10;
 
 export function encodeNodePortConfig(c: NodePortConfig): Buffer {
   const b = Buffer.alloc(NP_CONFIG.size);
   if (c.snatAddress) encodeAddr(c.snatAddress).copy(b, 0);
   b.writeUInt16LE(c.snatPortMin, 16);
   b.writeUInt16LE(c.snatPortMax, 18);
+  b.writeUInt16LE(c.snatClosedGraceSeconds ?? DEFAULT_SNAT_CLOSED_GRACE_S, 20);
   return b;
 }
 

@@ -16,11 +16,14 @@
  *   4  node frontends (NodePort, external and LoadBalancer IPs, sy_nodeport.c):
  *      sy_lb_external and the sy_np_* maps; ten more counters; sy_lb_backend's
  *      padding became flags (SY_LB_BE_F_LOCAL; 0 keeps the old meaning)
+ *   5  snat ports are reused once their flow is over: sy_np_flow's padding
+ *      became state and seen, sy_np_config's snat_closed_grace_s (no size
+ *      changes; 0 in entries of 4 means "not recorded")
  */
 import * as fs from 'fs';
 import { native } from '../../../native';
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 /** The version of pins that carry no record: everything before the record existed. */
 export const UNRECORDED_VERSION = 1;
 

@@ -46,6 +46,8 @@ export function setNodePortConfig(fd: MapFd, c: NodePortConfig): void {
   if (!Number.isInteger(c.snatPortMin) || !Number.isInteger(c.snatPortMax) || c.snatPortMin < 1 || c.snatPortMax > 65535 || c.snatPortMin > c.snatPortMax) {
     problems.push(`the snat port range must be two ports, low to high, got ${c.snatPortMin}-${c.snatPortMax}`);
   }
+  const grace = c.snatClosedGraceSeconds;
+  if (grace !== undefined && (!Number.isInteger(grace) || grace < 0 || grace > 3600)) problems.push(`the snat closed grace must be whole seconds from 0 to 3600, got ${grace}`);
   if (problems.length) throw new DataplaneError(`node frontend settings refused: ${problems.join('; ')}`);
   native().mapUpdate(fd('sy_np_config'), ZERO, encodeNodePortConfig(c));
 }
