@@ -285,7 +285,7 @@ static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_
 	}
 
 	int add_opt = fl.path == SY_NP_DSR && (p->syn_only || p->proto == IPPROTO_UDP);
-	int rc = sy_np_fib(skb, p->saddr, backend, add_opt ? p->tot_len + SY_DSR_OPT_LEN : 0, &fib);
+	int rc = fl.path == SY_NP_LOCAL ? -1 : sy_np_fib(skb, p->saddr, backend, add_opt ? p->tot_len + SY_DSR_OPT_LEN : 0, &fib);
 
 	if (new_flow && fl.path == SY_NP_LOCAL) {
 		sy_count(SY_C_NP_LOCAL);
@@ -304,6 +304,14 @@ static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_
 		return TC_ACT_SHOT;
 	if (add_opt && sy_np_add_dsr_opt(skb, p->daddr, p->dport))
 		return TC_ACT_SHOT;
+	/*
+	 * A local backend's packet goes up the stack: its replies cross this
+	 * node's netfilter, which must have seen the flow begin (a SYN-ACK
+	 * without its SYN is INVALID to conntrack, and kube-proxy's
+	 * KUBE-FORWARD drops INVALID).
+	 */
+	if (fl.path == SY_NP_LOCAL)
+		return TC_ACT_OK;
 	/* Too big without DF: the kernel fragments it, and every fragment copies the option. */
 	return sy_np_redirect(skb, &fib, rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ? -1 : rc);
 }

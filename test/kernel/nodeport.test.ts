@@ -68,6 +68,8 @@ describeKernel('NodePort and external IPs at the node: snat, dsr, Local', () => 
     const m2 = lan.join(n2.netns, 2);
     lan.routePodSubnets([{ node: n1, member: m1 }, { node: n2, member: m2 }]);
     sh('ip', ['-n', outside.netns, 'route', 'add', '203.0.113.0/24', 'via', N1]);
+    // kube-proxy's KUBE-FORWARD on every node drops what conntrack calls INVALID (a reply whose flow it never saw begin).
+    for (const n of [n1, n2]) sh('ip', ['netns', 'exec', n.netns, 'iptables', '-w', '-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
     be1 = lab.addPod(n1, 'be1');
     be2a = lab.addPod(n2, 'be2a');
     be2b = lab.addPod(n2, 'be2b');
