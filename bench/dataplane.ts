@@ -107,7 +107,7 @@ export function parseWrk(out: string) {
   };
 }
 
-function hostBusyUs(): number {
+export function hostBusyUs(): number {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const idle = f[3] + f[4];
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
