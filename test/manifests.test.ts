@@ -121,6 +121,15 @@ describe('manifests', () => {
     }
   });
 
+  test("the lab's overlay only turns node frontends on: its interceptor.yaml is the shipped one plus nodePort, and the agent accepts it", () => {
+    const shipped = parse(find('ConfigMap', 'switchyard-config').data['interceptor.yaml']);
+    const patch = load(path.join(DIR, '..', 'lab', 'manifests', 'interceptor-config.yaml'))[0];
+    const { nodePort, ...rest } = parse(patch.data['interceptor.yaml']);
+    expect(rest).toEqual(shipped);
+    expect(nodePort).toEqual({ mode: 'dsr', devices: ['eth0'] });
+    expect(validateAgentConfig({ ...shipped, nodePort, nodeName: 'node-a' }).nodePort?.mode).toBe('dsr');
+  });
+
   test('switchyard certs writes the webhook configuration the webhook generator makes, valid and with the CA', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-man-'));
     try {

@@ -6,12 +6,13 @@
  *   1. build the images (cached)            5. label a namespace, apply two Deployments and a Service
  *   2. control plane and two real nodes     6. the pods: sidecar, label, registration
  *   3. switchyard certs + kubectl apply -k  7. app-a → app-b on the same node and across, through both sidecars
- *   4. what got installed                   8. summary, teardown
+ *   4. what got installed                   8. app-b's NodePort from outside the cluster (DSR), client IP kept
+ *                                           9. the kubectl plugin; 10. summary, teardown
  *
  *   node dist/lab/src/demo.js [--keep]
  *
  * Every piece of evidence is read the way a user reads it: kubectl get,
- * logs, exec and describe. --keep leaves the cluster running after step 8
+ * logs, exec and describe. --keep leaves the cluster running after step 10
  * until Ctrl-C. Ctrl-C at any point removes everything the demo made; a
  * second run starts from nothing.
  */
@@ -36,6 +37,12 @@ const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
 /** `$ kubectl …` and its output, as a user would see it. */
 function shown(c: RealCluster, args: string[], n = 3): string {
   return indent(`$ kubectl ${args.join(' ')}\n${c.kubectl(args)}`, n);
+}
+
+/** An HTTP GET from a netns outside the cluster (curl), its body or why it failed. */
+function outsideGet(netns: string, url: string): string {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'curl', '-sS', '-m', '5', url], { encoding: 'utf8' });
+  return r.status === 0 ? `status=200 body=${JSON.stringify(r.stdout.trim())}` : `FAILED: ${(r.stderr || r.stdout).trim()}`;
 }
 
 /** `kubectl switchyard …` (the plugin, cli/kubectl-plugin.ts) as a user runs it: the lab's kubectl and kubeconfig, nothing else. */
@@ -169,15 +176,38 @@ async function main(): Promise<void> {
   say(indent(describe.slice(describe.indexOf('Events:')), 5));
 
   say();
-  say('8. The same story with kubectl alone: the kubectl-switchyard plugin (cli/README.md), through the apiserver');
+  say("8. From outside the cluster: app-b's NodePort on each node, DSR (the lab's overlay turns node frontends on)");
+  const outside = c.nodes.addOutsideHost();
+  const nodePort: number = svc.spec.ports[0].nodePort;
+  for (const n of c.nodeList) {
+    await eventually(`the interceptor on ${n.name} to serve app-b's NodePort`, () => {
+      const s = JSON.parse(c.kubectl(['exec', '-n', 'switchyard-system', agentOn(n.name), '-c', 'interceptor', '--', 'switchyard', 'status', 'services', '-o', 'json']));
+      return (s.nodeFrontends ?? []).some((x: { service: string; frontend: string }) => x.service === 'demo/app-b' && x.frontend === `${n.ip}:${nodePort}/TCP`) ? true : undefined;
+    });
+  }
+  say(`   $ curl http://NODE:${nodePort}/   (from ${outside.ip}, a host on the nodes' segment with no route to pods)`);
+  const fromOutside = c.nodeList.flatMap((n) => [1, 2].map(() => `${n.name} ${n.ip}:${nodePort} → ${outsideGet(outside.netns, `http://${n.ip}:${nodePort}/`)}`));
+  say(indent(fromOutside.join('\n'), 5));
+  say(`   app-b's sidecars saw the outside client's own address (${outside.ip}), not a node's: the ingress node passed the Service address in an IP option and the backend's node answered the client directly`);
+  for (const b of podsB) {
+    const lines = c.kubectl(['logs', '-n', 'demo', b.metadata!.name!, '-c', 'switchyard-proxy']).split('\n').filter((l) => l.includes(`src=${outside.ip}:`));
+    say(`     $ kubectl logs -n demo ${b.metadata!.name} -c switchyard-proxy | grep src=${outside.ip}`);
+    say(indent(lines.join('\n') || '(none: the ingress nodes sent these requests to the other replica)', 7));
+  }
+  say(`   the node frontends and their counters (dsr: options added; replies_rewritten: answered from the Service address), on ${aNode}:`);
+  say(shown(c, ['exec', '-n', 'switchyard-system', agentOn(aNode), '-c', 'interceptor', '--', 'switchyard', 'status', 'services'], 5));
+
+  say();
+  say('9. The same story with kubectl alone: the kubectl-switchyard plugin (cli/README.md), through the apiserver');
   say(plugin(c, ['check']));
   say(plugin(c, ['check-inject', podA.metadata!.name!, '-n', 'demo']));
 
   say();
-  say('9. Summary');
+  say('10. Summary');
   say(`   images ${secs(c.timings.imagesMs)}; control plane ${secs(c.timings.controlPlaneMs)}; ${c.nodeList.length} nodes ${secs(c.timings.nodesMs)}; install ${secs(c.timings.installMs)}`);
   say(`   3 pods injected by the webhook (a Deployment behind its Service), registered by the interceptor (a DaemonSet) during CNI ADD, Ready ${secs(tReady)} after kubectl apply`);
   say(`   app-a → app-b: ${viaService.length} requests via the Service (socket-level load balancing) and ${viaPod.length} via pod IPs, each through app-a's and app-b's sidecars`);
+  say(`   outside → app-b: ${fromOutside.length} requests to its NodePort on both nodes (DSR), the client's address kept`);
   say(`   total ${secs(Date.now() - t0)}`);
   if (keep) {
     say();

@@ -26,6 +26,8 @@ import { NetLab, sh } from './netlab';
 import { cgroupMounts, recordMadeMountPoint, removeCgroupTree, removeMadeMountPoints } from './sweep';
 import { Proc, eventually } from './proc';
 
+/** The outside host's address on the nodes' segment (addOutsideHost). */
+export const OUTSIDE_HOST = '10.250.0.200';
 export const FABRIC_GATEWAY = '10.250.0.1';
 const NODE_INIT = path.join(projectRoot(), 'lab', 'node', 'node-init.sh');
 export const RELAY = path.join(projectRoot(), 'build', 'lab', 'sylab-relay');
@@ -63,6 +65,20 @@ export class KubeNodes {
     sh('ip', ['netns', 'exec', this.fabric, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     this.egressSocket = path.join(dir, 'egress.sock');
     this.cgroupRel = `${path.basename(lab.cgroupRoot)}/nodes`;
+  }
+
+  /**
+   * A host outside the cluster on the nodes' segment (no route to pods or
+   * Services, only the segment): where NodePorts are dialled from, as from a
+   * client in the same rack.
+   */
+  addOutsideHost(): { netns: string; ip: string } {
+    const netns = this.lab.addNetns('outside');
+    sh('ip', ['-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'out0', 'netns', this.fabric]);
+    sh('ip', ['-n', this.fabric, 'link', 'set', 'out0', 'master', 'fab0', 'up']);
+    sh('ip', ['-n', netns, 'addr', 'add', `${OUTSIDE_HOST}/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
+    return { netns, ip: OUTSIDE_HOST };
   }
 
   /** The HTTP CONNECT proxy the apiserver's egress selector uses; start it before the apiserver. */

@@ -90,6 +90,54 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     expect(Number(agentStatus(other!.spec!.nodeName!).node.tc_inbound_new)).toBeGreaterThan(0);
   }, 180_000);
 
+  test("app-b's NodePort from outside the cluster (dsr in the lab's overlay): both nodes answer, app-b's sidecars log the outside client's own address; with externalTrafficPolicy Local, healthCheckNodePort says 200 where app-b runs and 503 elsewhere", async () => {
+    const outside = c.nodes.addOutsideHost();
+    const esc = (ip: string) => ip.replace(/\./g, '\\.');
+    /** curl -i from the outside host: status, headers (lower-cased names), body. */
+    const curl = (url: string) => {
+      const r = spawnSync('ip', ['netns', 'exec', outside.netns, 'curl', '-sS', '-i', '-m', '5', url], { encoding: 'utf8' });
+      if (r.status !== 0) return { status: 0, headers: {} as Record<string, string>, body: r.stderr.trim() };
+      const [head, ...body] = r.stdout.split('\r\n\r\n');
+      const [statusLine, ...lines] = head.split('\r\n');
+      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      return { status: Number(statusLine.split(' ')[1]), headers, body: body.join('\r\n') };
+    };
+    const nodePort: number = json('get', 'service', '-n', 'mesh', 'app-b').spec.ports[0].nodePort;
+    const bs = json('get', 'pods', '-n', 'mesh', '-l', 'app=app-b').items as V1Pod[];
+    const nodeFrontends = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'status', 'services', '-o', 'json')).nodeFrontends as { service: string; frontend: string; mode: string; policy: string; counters: Record<string, string> }[];
+    for (const n of c.nodeList) {
+      await eventually(`${n.name} to serve app-b's NodePort`, () => (nodeFrontends(n.name).some((f) => f.service === 'mesh/app-b' && f.frontend === `${n.ip}:${nodePort}/TCP` && f.mode === 'dsr') ? true : undefined));
+    }
+    for (const n of c.nodeList) {
+      for (let i = 0; i < 4; i++) expect(curl(`http://${n.ip}:${nodePort}/`)).toMatchObject({ status: 200, body: expect.stringMatching(/^hello from app-b-/) });
+    }
+    const inbound = bs.map((b) => k('logs', '-n', 'mesh', b.metadata!.name!, '-c', 'switchyard-proxy')).join('\n');
+    expect(inbound).toMatch(new RegExp(`inbound src=${esc(outside.ip)}:\\d+ dst=10\\.244\\.\\d+\\.\\d+:8080 .*result=ok`));
+    // No request reached a sidecar from a node's address: nothing was source-NATed on the way.
+    for (const n of c.nodeList) expect(inbound).not.toMatch(new RegExp(`inbound src=${esc(n.ip)}:`));
+    // At least one request crossed nodes by DSR (two nodes, two replicas, eight requests).
+    const dsr = c.nodeList.flatMap((n) => nodeFrontends(n.name)).filter((f) => f.service === 'mesh/app-b').reduce((sum, f) => sum + Number(f.counters.dsr), 0);
+    expect(dsr).toBeGreaterThan(0);
+
+    k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { externalTrafficPolicy: 'Local' } }));
+    try {
+      const hc: number = json('get', 'service', '-n', 'mesh', 'app-b').spec.healthCheckNodePort;
+      expect(hc).toBeGreaterThan(0);
+      for (const n of c.nodeList) {
+        const local = bs.filter((b) => b.spec!.nodeName === n.name).length;
+        const r = await eventually(`${n.name}'s healthCheckNodePort ${hc}`, () => {
+          const x = curl(`http://${n.ip}:${hc}/`);
+          return x.status && JSON.parse(x.body || '{}').localEndpoints === local ? x : undefined;
+        });
+        expect(r.status).toBe(local ? 200 : 503);
+        expect(JSON.parse(r.body)).toEqual({ service: { namespace: 'mesh', name: 'app-b' }, localEndpoints: local, serviceProxyHealthy: true });
+        expect(r.headers['x-load-balancing-endpoint-weight']).toBe(String(local));
+      }
+    } finally {
+      k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { externalTrafficPolicy: 'Cluster' } }));
+    }
+  }, 180_000);
+
   test('kubectl switchyard (the plugin) answers through the apiserver: status across both nodes, one pod in detail, explain', async () => {
     const plugin = (...args: string[]) => {
       const r = spawnSync(process.execPath, [distScript('cli/kubectl-plugin.js'), ...args, '--kubeconfig', c.cp.kubeconfig], {
