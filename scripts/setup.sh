@@ -11,7 +11,7 @@ APT_PACKAGES=(
   iproute2 util-linux procps                            # netns, veth, tc, setpriv, sysctl
   containernetworking-plugins                           # real CNI peers
   etcd-server openssl curl unzip ca-certificates        # the lab control plane; fetching a Go toolchain
-  iptables conntrack wrk sockperf iperf3                # bench baselines and load tools
+  iptables conntrack wrk sockperf iperf3 ethtool        # bench baselines and load tools (ethtool: the NodePort bench's NAPI threads)
   python3 nftables tcpdump                              # test peers (splice readers, SYN flood), nft and RST capture inside test netns
   containerd runc mmdebstrap                            # the lab's real nodes, and the images' Debian base
 )
