@@ -90,7 +90,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     expect(Number(agentStatus(other!.spec!.nodeName!).node.tc_inbound_new)).toBeGreaterThan(0);
   }, 180_000);
 
-  test("app-b's NodePort from outside the cluster (dsr in the lab's overlay): both nodes answer, app-b's sidecars log the outside client's own address; with externalTrafficPolicy Local, healthCheckNodePort says 200 where app-b runs and 503 elsewhere", async () => {
+  test("app-b's NodePort from outside the cluster (dsr in the lab's overlay): both nodes answer, app-b's sidecars log the outside client's own address; as a LoadBalancer with externalTrafficPolicy Local, healthCheckNodePort says 200 where app-b runs and 503 elsewhere", async () => {
     const outside = c.nodes.addOutsideHost();
     const esc = (ip: string) => ip.replace(/\./g, '\\.');
     /** curl -i from the outside host: status, headers (lower-cased names), body. */
@@ -119,7 +119,8 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     const dsr = c.nodeList.flatMap((n) => nodeFrontends(n.name)).filter((f) => f.service === 'mesh/app-b').reduce((sum, f) => sum + Number(f.counters.dsr), 0);
     expect(dsr).toBeGreaterThan(0);
 
-    k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { externalTrafficPolicy: 'Local' } }));
+    // The apiserver allocates a healthCheckNodePort only to a LoadBalancer Service (its status stays pending here: no cloud).
+    k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local' } }));
     try {
       const hc: number = json('get', 'service', '-n', 'mesh', 'app-b').spec.healthCheckNodePort;
       expect(hc).toBeGreaterThan(0);
@@ -134,7 +135,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
         expect(r.headers['x-load-balancing-endpoint-weight']).toBe(String(local));
       }
     } finally {
-      k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { externalTrafficPolicy: 'Cluster' } }));
+      k('patch', 'service', '-n', 'mesh', 'app-b', '-p', JSON.stringify({ spec: { type: 'NodePort', externalTrafficPolicy: 'Cluster', healthCheckNodePort: null } }));
     }
   }, 180_000);
 
