@@ -37,14 +37,14 @@ const LEAN = path.join(projectRoot(), 'build', 'bench', 'lean');
 const N1 = '192.168.78.1';
 const N2 = '192.168.78.2';
 const PORT = { iptables: 30080, snat: 30081, dsr: 30082 } as const;
-export const NODEPORT_SCENARIOS = ['iptables', 'snat', 'dsr'] as const;
+const NODEPORT_SCENARIOS = ['iptables', 'snat', 'dsr'] as const;
 type Scenario = (typeof NODEPORT_SCENARIOS)[number];
 const WORKLOADS = [
   { id: 'short-c16', args: ['-c16', '-H', 'Connection: close'] },
   { id: 'keepalive-c16', args: ['-c16'] },
 ];
 
-export interface NodePortRun {
+interface NodePortRun {
   scenario: Scenario;
   workload: string;
   round: number;
@@ -221,7 +221,7 @@ export async function benchNodePort(o: { rounds: number; seconds: number; log?: 
 
 const METRICS = ['reqPerSec', 'latP99Us', 'n1UsPerReq', 'n2UsPerReq', 'hostUsPerReq', 'n1PacketsPerReq'] as const;
 
-export function summariseNodePort(runs: NodePortRun[], o: { rounds: number; seconds: number }) {
+function summariseNodePort(runs: NodePortRun[], o: { rounds: number; seconds: number }) {
   const table: Record<string, Record<string, Record<(typeof METRICS)[number], number>>> = {};
   for (const w of WORKLOADS) {
     table[w.id] = {};
@@ -251,7 +251,7 @@ export function summariseNodePort(runs: NodePortRun[], o: { rounds: number; seco
   return { rounds: o.rounds, seconds: o.seconds, runs, table, ratios, invalid };
 }
 
-export function nodePortMarkdown(r: ReturnType<typeof summariseNodePort>): string[] {
+function nodePortMarkdown(r: ReturnType<typeof summariseNodePort>): string[] {
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const lines = [
     '## NodePort from outside the cluster (wrk, 16 connections, to N1; 3 backends on N2)',

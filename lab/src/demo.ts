@@ -23,6 +23,7 @@ import { distScript } from './netlab';
 import type { CoreV1Event, V1Pod } from '@kubernetes/client-node';
 import { K8S_VERSION, controlPlaneMissing, k8sBinDir } from './controlplane';
 import { PodEvidence, describeNotReady } from './diagnose';
+import type { HttpAnswer } from './kubenodes';
 import { eventually } from './proc';
 import { RealCluster, realClusterMissing } from './realcluster';
 import { sweepStaleLabs } from './sweep';
@@ -39,11 +40,7 @@ function shown(c: RealCluster, args: string[], n = 3): string {
   return indent(`$ kubectl ${args.join(' ')}\n${c.kubectl(args)}`, n);
 }
 
-/** An HTTP GET from a netns outside the cluster (curl), its body or why it failed. */
-function outsideGet(netns: string, url: string): string {
-  const r = spawnSync('ip', ['netns', 'exec', netns, 'curl', '-sS', '-m', '5', url], { encoding: 'utf8' });
-  return r.status === 0 ? `status=200 body=${JSON.stringify(r.stdout.trim())}` : `FAILED: ${(r.stderr || r.stdout).trim()}`;
-}
+const shownAnswer = (a: HttpAnswer) => (a.status ? `status=${a.status} body=${JSON.stringify(a.body.trim())}` : `FAILED: ${a.error}`);
 
 /** `kubectl switchyard …` (the plugin, cli/kubectl-plugin.ts) as a user runs it: the lab's kubectl and kubeconfig, nothing else. */
 function plugin(c: RealCluster, args: string[], n = 3): string {
@@ -186,7 +183,7 @@ async function main(): Promise<void> {
     });
   }
   say(`   $ curl http://NODE:${nodePort}/   (from ${outside.ip}, a host on the nodes' segment with no route to pods)`);
-  const fromOutside = c.nodeList.flatMap((n) => [1, 2].map(() => `${n.name} ${n.ip}:${nodePort} → ${outsideGet(outside.netns, `http://${n.ip}:${nodePort}/`)}`));
+  const fromOutside = c.nodeList.flatMap((n) => [1, 2].map(() => `${n.name} ${n.ip}:${nodePort} → ${shownAnswer(outside.get(`http://${n.ip}:${nodePort}/`))}`));
   say(indent(fromOutside.join('\n'), 5));
   say(`   app-b's sidecars saw the outside client's own address (${outside.ip}), not a node's: the ingress node passed the Service address in an IP option and the backend's node answered the client directly`);
   for (const b of podsB) {

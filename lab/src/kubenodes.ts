@@ -16,7 +16,7 @@
  * on the node's subtree), removes the cgroups in every hierarchy, and the
  * NetLab removes the namespaces.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { projectRoot } from '../../native';
@@ -46,6 +46,31 @@ export interface NodeInfo {
   pid?: number;
 }
 
+export interface HttpAnswer {
+  /** 0: no answer (error holds curl's reason). */
+  status: number;
+  /** Lower-cased names. */
+  headers: Record<string, string>;
+  body: string;
+  error?: string;
+}
+
+export interface OutsideHost {
+  netns: string;
+  ip: string;
+  /** An HTTP GET from this host (curl, 5 s). */
+  get(url: string): HttpAnswer;
+}
+
+function outsideGet(netns: string, url: string): HttpAnswer {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'curl', '-sS', '-i', '-m', '5', url], { encoding: 'utf8' });
+  if (r.status !== 0) return { status: 0, headers: {}, body: '', error: (r.stderr || r.stdout).trim() };
+  const [head, ...body] = r.stdout.split('\r\n\r\n');
+  const [statusLine, ...lines] = head.split('\r\n');
+  const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+  return { status: Number(statusLine.split(' ')[1]), headers, body: body.join('\r\n') };
+}
+
 export class KubeNodes {
   readonly fabric: string;
   readonly egressSocket: string;
@@ -72,13 +97,13 @@ export class KubeNodes {
    * Services, only the segment): where NodePorts are dialled from, as from a
    * client in the same rack.
    */
-  addOutsideHost(): { netns: string; ip: string } {
+  addOutsideHost(): OutsideHost {
     const netns = this.lab.addNetns('outside');
     sh('ip', ['-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'out0', 'netns', this.fabric]);
     sh('ip', ['-n', this.fabric, 'link', 'set', 'out0', 'master', 'fab0', 'up']);
     sh('ip', ['-n', netns, 'addr', 'add', `${OUTSIDE_HOST}/24`, 'dev', 'eth0']);
     sh('ip', ['-n', netns, 'link', 'set', 'eth0', 'up']);
-    return { netns, ip: OUTSIDE_HOST };
+    return { netns, ip: OUTSIDE_HOST, get: (url) => outsideGet(netns, url) };
   }
 
   /** The HTTP CONNECT proxy the apiserver's egress selector uses; start it before the apiserver. */

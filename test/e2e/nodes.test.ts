@@ -93,15 +93,6 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
   test("app-b's NodePort from outside the cluster (dsr in the lab's overlay): both nodes answer, app-b's sidecars log the outside client's own address; as a LoadBalancer with externalTrafficPolicy Local, healthCheckNodePort says 200 where app-b runs and 503 elsewhere", async () => {
     const outside = c.nodes.addOutsideHost();
     const esc = (ip: string) => ip.replace(/\./g, '\\.');
-    /** curl -i from the outside host: status, headers (lower-cased names), body. */
-    const curl = (url: string) => {
-      const r = spawnSync('ip', ['netns', 'exec', outside.netns, 'curl', '-sS', '-i', '-m', '5', url], { encoding: 'utf8' });
-      if (r.status !== 0) return { status: 0, headers: {} as Record<string, string>, body: r.stderr.trim() };
-      const [head, ...body] = r.stdout.split('\r\n\r\n');
-      const [statusLine, ...lines] = head.split('\r\n');
-      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
-      return { status: Number(statusLine.split(' ')[1]), headers, body: body.join('\r\n') };
-    };
     const nodePort: number = json('get', 'service', '-n', 'mesh', 'app-b').spec.ports[0].nodePort;
     const bs = json('get', 'pods', '-n', 'mesh', '-l', 'app=app-b').items as V1Pod[];
     const nodeFrontends = (node: string) => JSON.parse(k('exec', '-n', 'switchyard-system', agentOn(node), '-c', 'interceptor', '--', 'switchyard', 'status', 'services', '-o', 'json')).nodeFrontends as { service: string; frontend: string; mode: string; policy: string; counters: Record<string, string> }[];
@@ -109,7 +100,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       await eventually(`${n.name} to serve app-b's NodePort`, () => (nodeFrontends(n.name).some((f) => f.service === 'mesh/app-b' && f.frontend === `${n.ip}:${nodePort}/TCP` && f.mode === 'dsr') ? true : undefined));
     }
     for (const n of c.nodeList) {
-      for (let i = 0; i < 4; i++) expect(curl(`http://${n.ip}:${nodePort}/`)).toMatchObject({ status: 200, body: expect.stringMatching(/^hello from app-b-/) });
+      for (let i = 0; i < 4; i++) expect(outside.get(`http://${n.ip}:${nodePort}/`)).toMatchObject({ status: 200, body: expect.stringMatching(/^hello from app-b-/) });
     }
     const inbound = bs.map((b) => k('logs', '-n', 'mesh', b.metadata!.name!, '-c', 'switchyard-proxy')).join('\n');
     expect(inbound).toMatch(new RegExp(`inbound src=${esc(outside.ip)}:\\d+ dst=10\\.244\\.\\d+\\.\\d+:8080 .*result=ok`));
@@ -127,7 +118,7 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
       for (const n of c.nodeList) {
         const local = bs.filter((b) => b.spec!.nodeName === n.name).length;
         const r = await eventually(`${n.name}'s healthCheckNodePort ${hc}`, () => {
-          const x = curl(`http://${n.ip}:${hc}/`);
+          const x = outside.get(`http://${n.ip}:${hc}/`);
           return x.status && JSON.parse(x.body || '{}').localEndpoints === local ? x : undefined;
         });
         expect(r.status).toBe(local ? 200 : 503);

@@ -77,6 +77,18 @@ export class ServiceLoadBalancer {
     return svc ? `${s.metadata?.namespace}/${svc}` : undefined;
   }
 
+  /** Removes the entries of one frontend table that no Service owns. */
+  private sweep<T extends { serviceId: number; frontend: LbFrontend }>(owned: Map<string, Map<string, unknown>>, pinned: T[], keyOf: (f: LbFrontend) => string, remove: (s: T) => void, what: string): void {
+    const claimed = new Set([...owned.values()].flatMap((m) => [...m.keys()]));
+    for (const s of pinned) {
+      const k = keyOf(s.frontend);
+      if (claimed.has(k)) continue;
+      remove(s);
+      this.ids.delete(k);
+      this.log('info', what, { frontend: frontendKey(s.frontend), reason: 'no-such-service' });
+    }
+  }
+
   async start(): Promise<void> {
     for (const s of this.dp.services()) {
       this.ids.set(frontendKey(s.frontend), s.serviceId);
@@ -107,22 +119,8 @@ export class ServiceLoadBalancer {
     await Promise.all([this.slices.start(), this.services.start()]);
     this.flush();
     // Frontends left by an earlier agent that no Service claims any more.
-    const claimed = new Set([...this.owned.values()].flatMap((m) => [...m.keys()]));
-    for (const s of this.dp.services()) {
-      const k = frontendKey(s.frontend);
-      if (claimed.has(k)) continue;
-      this.dp.deleteService(s.serviceId, s.frontend);
-      this.ids.delete(k);
-      this.log('info', 'service frontend removed', { frontend: k, reason: 'no-such-service' });
-    }
-    const claimedNode = new Set([...this.ownedNode.values()].flatMap((m) => [...m.keys()]));
-    for (const s of this.dp.nodeServices()) {
-      const k = nodeKey(s.frontend);
-      if (claimedNode.has(k)) continue;
-      this.dp.deleteNodeService(s.serviceId, s.frontend);
-      this.ids.delete(k);
-      this.log('info', 'node frontend removed', { frontend: frontendKey(s.frontend), reason: 'no-such-service' });
-    }
+    this.sweep(this.owned, this.dp.services(), frontendKey, (s) => this.dp.deleteService(s.serviceId, s.frontend), 'service frontend removed');
+    this.sweep(this.ownedNode, this.dp.nodeServices(), nodeKey, (s) => this.dp.deleteNodeService(s.serviceId, s.frontend), 'node frontend removed');
   }
 
   stop(): void {
