@@ -154,8 +154,9 @@ static __always_inline int sy_np_parse(struct __sk_buff *skb, struct sy_np_pkt *
  * How long a snat port stays with a flow nobody closed: RFC 5382's floor
  * for an established TCP mapping (2 h 4 min), and 60 s for UDP (Cilium's
  * non-TCP lifetime). A flow closed by a reset frees its port at once; one
- * closed by FINs after sy_np_config.snat_closed_grace_s, because the end
- * that closed first may hold the tuple in TIME_WAIT.
+ * closed by FINs after sy_np_config.snat_closed_grace_s (the last ACKs),
+ * and one whose backend closed first only once that backend's TIME_WAIT is
+ * over (snat_time_wait_s; sy_np_snat_port_use in sy_nodeport.c).
  */
 #define SY_NP_TCP_IDLE_S 7440
 #define SY_NP_UDP_IDLE_S 60

@@ -24,7 +24,7 @@
  * test/abi.test.ts checks). The agent pins it beside the maps and upgrades
  * the pins of every older version in place; it refuses newer ones.
  */
-#define SY_ABI_VERSION 5
+#define SY_ABI_VERSION 6
 
 #define SY_MAX_POD_IPS 2
 #define SY_MAX_EXCLUDED_PORTS 16
@@ -168,6 +168,7 @@ enum sy_counter {
 	SY_C_NP_REPLIES_REWRITTEN,       /* reply leaving a node with the Service address as its source (DSR, local) */
 	SY_C_NP_ICMP_TOO_BIG,            /* DF packet too big for the DSR option: ICMP fragmentation needed sent */
 	SY_C_NP_STACK_FORWARDED,         /* translated, then left to the kernel's routing (no direct path, or to be fragmented) */
+	SY_C_NP_SNAT_TIME_WAIT_REUSED,   /* new snat flow given a port its backend may still hold in TIME_WAIT: no other port was free */
 	SY_C_MAX,
 };
 
@@ -302,6 +303,8 @@ struct sy_np_snat {
 	__u16 client_port;
 	__u16 frontend_port;
 	__u32 service_id;
+	__u16 backend_closed; /* sy_np_now() when the backend sent its FIN first, so holds this tuple in TIME_WAIT; 0 = it did not */
+	__u8 _pad[6];
 };
 
 /* A reply backend -> client that must leave with the frontend as its source (DSR, local). */
@@ -334,7 +337,7 @@ struct sy_np_config {
 	__u16 snat_port_min;      /* snat source ports, outside the node's ephemeral range */
 	__u16 snat_port_max;
 	__u16 snat_closed_grace_s; /* a snat port whose TCP flow closed with FINs is reused after this long */
-	__u16 _pad;
+	__u16 snat_time_wait_s;   /* ... and, when the backend closed first, not before its TIME_WAIT is over */
 };
 
 /* Per node frontend's service id. */

@@ -7,6 +7,8 @@ import * as path from 'path';
 import { Dataplane } from '../../interceptor/src/dataplane/dataplane';
 import type { CounterName } from '../../interceptor/src/dataplane/abi';
 import { native } from '../../native';
+import { encodeAddr } from '../../api/addr';
+import { upgradeSnatEntry } from '../../interceptor/src/dataplane/abi-nodeport';
 import { describeKernel, requireKernel } from '../helpers/kernel';
 import { dsrOption, frame, parse } from '../helpers/packets';
 import { NetLab } from '../../lab/src/netlab';
@@ -111,6 +113,78 @@ describeKernel('node frontends on crafted packets (BPF_PROG_TEST_RUN)', () => {
       expect([c.retval === TC_ACT_SHOT, parse(c.packet).sport]).toEqual([false, 61010]);
       expect(fromBackend({ ack: true }).dport).toBe(41002); // replies now go to the new flow's client
     } finally {
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
+    }
+  });
+
+  test("a snat port whose backend closed first waits out the backend's TIME_WAIT; under pressure the oldest one is reused and counted", () => {
+    // Two ports, no grace: only who closed first decides.
+    const config = (snatTimeWaitSeconds: number) =>
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61020, snatPortMax: 61021, snatClosedGraceSeconds: 0, snatTimeWaitSeconds });
+    const tcp = (sport: number, flags: { syn?: boolean; ack?: boolean; fin?: boolean; rst?: boolean }) =>
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport, dport: 30081, ...flags }));
+    const fromBackend = (nat: number, flags: { ack?: boolean; fin?: boolean }) =>
+      parse(run('sy_np_ingress', frame({ src: BACKEND, dst: FRONTEND, proto: 'TCP', sport: 8080, dport: nat, ...flags })).packet);
+    const open = (sport: number) => {
+      const r = tcp(sport, { syn: true });
+      return r.retval === TC_ACT_SHOT ? 0 : parse(r.packet).sport;
+    };
+    config(600);
+    try {
+      const [a, b] = [open(42000), open(42001)];
+      expect(new Set([a, b])).toEqual(new Set([61020, 61021]));
+      fromBackend(a, { fin: true, ack: true }); // a's backend closes first: it will sit in TIME_WAIT
+      tcp(42000, { fin: true, ack: true });
+      tcp(42001, { fin: true, ack: true }); // b's client closes first: its backend ends in LAST_ACK, no TIME_WAIT
+      fromBackend(b, { fin: true, ack: true });
+
+      const before = count('SY_C_NP_SNAT_TIME_WAIT_REUSED');
+      expect(open(42002)).toBe(b); // b is free at once; a is held
+      expect(count('SY_C_NP_SNAT_TIME_WAIT_REUSED')).toBe(before);
+      // The only port left is a, within its TIME_WAIT: reused rather than dropped, and counted.
+      expect(open(42003)).toBe(a);
+      expect(count('SY_C_NP_SNAT_TIME_WAIT_REUSED')).toBe(before + 1n);
+      expect(fromBackend(a, { ack: true }).dport).toBe(42003);
+
+      // A client port used again moves its flow on; the port it had still waits for its backend.
+      fromBackend(a, { fin: true, ack: true });
+      tcp(42003, { fin: true, ack: true });
+      expect(open(42003)).toBe(a); // a held by TIME_WAIT and b by a live flow: a again, counted again
+      expect(count('SY_C_NP_SNAT_TIME_WAIT_REUSED')).toBe(before + 2n);
+
+      // With no TIME_WAIT to wait for, a port closed that way is simply free.
+      fromBackend(a, { fin: true, ack: true });
+      tcp(42003, { fin: true, ack: true });
+      config(0);
+      expect(open(42004)).toBe(a);
+      expect(count('SY_C_NP_SNAT_TIME_WAIT_REUSED')).toBe(before + 2n);
+    } finally {
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
+    }
+  });
+
+  test('a snat entry converted from ABI 5 turns replies back as one the programs wrote', () => {
+    const fd = native().mapOpen(path.join(lab.pinRoot, 'sy_np_snat'));
+    try {
+      const key = Buffer.alloc(24);
+      encodeAddr(BACKEND).copy(key, 0);
+      key.writeUInt16LE(8080, 16);
+      key.writeUInt16LE(61030, 18);
+      key.writeUInt8(6, 20);
+      const v5 = Buffer.alloc(40);
+      encodeAddr(CLIENT).copy(v5, 0);
+      encodeAddr(FRONTEND).copy(v5, 16);
+      v5.writeUInt16LE(43000, 32);
+      v5.writeUInt16LE(30081, 34);
+      v5.writeUInt32LE(2, 36);
+      const [k, v] = upgradeSnatEntry(key, v5);
+      native().mapUpdate(fd, k, v);
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61030, snatPortMax: 61030 });
+      const back = parse(run('sy_np_ingress', frame({ src: BACKEND, dst: FRONTEND, proto: 'TCP', sport: 8080, dport: 61030, ack: true })).packet);
+      expect({ src: back.src, sport: back.sport, dst: back.dst, dport: back.dport, l4: back.l4ChecksumOk }).toEqual({ src: FRONTEND, sport: 30081, dst: CLIENT, dport: 43000, l4: true });
+      native().mapDelete(fd, k);
+    } finally {
+      native().closeFd(fd);
       dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
     }
   });

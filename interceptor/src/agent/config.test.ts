@@ -30,9 +30,12 @@ describe('agent configuration', () => {
   test('nodePort: off when absent; validated in one pass when set', () => {
     expect(validateAgentConfig({ nodeName: 'n', cgroupPath: '/sys/fs/cgroup/kubepods' }).nodePort).toBeUndefined();
     const on = validateAgentConfig({ nodeName: 'n', cgroupPath: '/x', nodePort: { mode: 'dsr', devices: ['eth0'] } });
-    expect(on.nodePort).toEqual({ mode: 'dsr', devices: ['eth0'], snatPortMin: 61000, snatPortMax: 65535, snatClosedGraceSeconds: 10 });
+    expect(on.nodePort).toEqual({ mode: 'dsr', devices: ['eth0'], snatPortMin: 61000, snatPortMax: 65535, snatClosedGraceSeconds: 10, snatTimeWaitSeconds: 60 });
     expect(() => validateAgentConfig({ nodeName: 'n', cgroupPath: '/x', serviceLoadBalancing: false, nodePort: { mode: 'fast', devices: [], addresses: ['fd00::1'], snatPorts: '70000-1', colour: 1 } })).toThrow(
       /nodePort.mode must be one of snat, dsr, hybrid, got "fast".*nodePort.devices must list.*nodePort.addresses must list IPv4.*nodePort.snatPorts must be a range|unknown setting 'nodePort.colour'/s,
+    );
+    expect(() => validateAgentConfig({ nodeName: 'n', cgroupPath: '/x', nodePort: { mode: 'snat', devices: ['eth0'], snatTimeWaitSeconds: 900 } })).toThrow(
+      "nodePort.snatTimeWaitSeconds must be whole seconds from 0 to 600 (the backends' TIME_WAIT), got 900",
     );
   });
 });

@@ -5,7 +5,7 @@ import { parse } from 'yaml';
 import { ConfigError } from '../../../api/interception';
 import { MapSizes, validateMapSizes } from '../dataplane/config';
 import { DEFAULT_PIN_ROOT } from '../dataplane/dataplane';
-import { DEFAULT_SNAT_CLOSED_GRACE_S, NODEPORT_MODES, NodePortMode } from '../dataplane/abi-nodeport';
+import { DEFAULT_SNAT_CLOSED_GRACE_S, DEFAULT_SNAT_TIME_WAIT_S, NODEPORT_MODES, NodePortMode } from '../dataplane/abi-nodeport';
 import { isIP } from 'net';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
@@ -58,6 +58,7 @@ export interface NodePortSettings {
   snatPortMax: number;
   /** Seconds a snat port rests after its TCP flow closed with FINs (the backend may hold TIME_WAIT). */
   snatClosedGraceSeconds: number;
+  snatTimeWaitSeconds: number;
 }
 
 export const AGENT_DEFAULTS: Omit<AgentConfig, 'nodeName' | 'cgroupPath'> = {
@@ -132,11 +133,11 @@ export function validateAgentConfig(raw: unknown): AgentConfig {
 
 function validateNodePort(raw: unknown, problems: string[]): NodePortSettings | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    problems.push('nodePort must be a mapping: {mode, devices, addresses?, snatPorts?, snatClosedGraceSeconds?}');
+    problems.push('nodePort must be a mapping: {mode, devices, addresses?, snatPorts?, snatClosedGraceSeconds?, snatTimeWaitSeconds?}');
     return undefined;
   }
   const r = raw as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!['mode', 'devices', 'addresses', 'snatPorts', 'snatClosedGraceSeconds'].includes(k)) problems.push(`unknown setting 'nodePort.${k}'`);
+  for (const k of Object.keys(r)) if (!['mode', 'devices', 'addresses', 'snatPorts', 'snatClosedGraceSeconds', 'snatTimeWaitSeconds'].includes(k)) problems.push(`unknown setting 'nodePort.${k}'`);
   const mode = r.mode as NodePortMode;
   if (!NODEPORT_MODES.includes(mode)) problems.push(`nodePort.mode must be one of ${NODEPORT_MODES.join(', ')}, got ${JSON.stringify(r.mode)}`);
   const devices = r.devices as string[];
@@ -148,7 +149,9 @@ function validateNodePort(raw: unknown, problems: string[]): NodePortSettings | 
   if (!ports || min < 1024 || max > 65535 || min > max) problems.push(`nodePort.snatPorts must be a range like "61000-65535" above 1023, got ${JSON.stringify(r.snatPorts)}`);
   const grace = r.snatClosedGraceSeconds ?? DEFAULT_SNAT_CLOSED_GRACE_S;
   if (!Number.isInteger(grace) || (grace as number) < 0 || (grace as number) > 3600) problems.push(`nodePort.snatClosedGraceSeconds must be whole seconds from 0 to 3600, got ${JSON.stringify(r.snatClosedGraceSeconds)}`);
-  return { mode, devices, ...(addresses ? { addresses } : {}), snatPortMin: min, snatPortMax: max, snatClosedGraceSeconds: grace as number };
+  const tw = r.snatTimeWaitSeconds ?? DEFAULT_SNAT_TIME_WAIT_S;
+  if (!Number.isInteger(tw) || (tw as number) < 0 || (tw as number) > 600) problems.push(`nodePort.snatTimeWaitSeconds must be whole seconds from 0 to 600 (the backends' TIME_WAIT), got ${JSON.stringify(r.snatTimeWaitSeconds)}`);
+  return { mode, devices, ...(addresses ? { addresses } : {}), snatPortMin: min, snatPortMax: max, snatClosedGraceSeconds: grace as number, snatTimeWaitSeconds: tw as number };
 }
 
 /** Reads YAML or JSON; environment variables NODE_NAME and KUBECONFIG fill the gaps. */

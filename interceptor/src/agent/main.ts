@@ -151,7 +151,7 @@ function startNodeFrontends(np: NodePortSettings, dp: Dataplane): { mode: NodePo
   const ifaces = os.networkInterfaces();
   const addresses = np.addresses ?? np.devices.flatMap((d) => (ifaces[d] ?? []).filter((a) => a.family === 'IPv4').map((a) => a.address));
   if (!addresses.length) throw new ConfigError('agent configuration', [`nodePort: no IPv4 address on ${np.devices.join(', ')}; set nodePort.addresses`]);
-  dp.setNodePortConfig({ snatAddress: addresses[0], snatPortMin: np.snatPortMin, snatPortMax: np.snatPortMax, snatClosedGraceSeconds: np.snatClosedGraceSeconds });
+  dp.setNodePortConfig({ snatAddress: addresses[0], snatPortMin: np.snatPortMin, snatPortMax: np.snatPortMax, snatClosedGraceSeconds: np.snatClosedGraceSeconds, snatTimeWaitSeconds: np.snatTimeWaitSeconds });
   for (const ifname of np.devices) dp.attachNodeDevice({ netnsPath: '/proc/self/ns/net', ifname });
   log('info', 'node frontends on', { mode: np.mode, devices: np.devices.join(','), addresses: addresses.join(','), snat_source: `${addresses[0]}:${np.snatPortMin}-${np.snatPortMax}` });
   return { mode: np.mode, addresses, health: new HealthCheckServer(log) };

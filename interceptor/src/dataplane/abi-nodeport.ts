@@ -19,8 +19,8 @@ const FLOW: Layout = {
 const SNAT_KEY: Layout = { name: 'sy_np_snat_key', size: 24, fields: { backend: [0, 16], backend_port: [16, 2], nat_port: [18, 2], proto: [20, 1], _pad: [21, 3] } };
 const SNAT: Layout = {
   name: 'sy_np_snat',
-  size: 40,
-  fields: { client: [0, 16], frontend: [16, 16], client_port: [32, 2], frontend_port: [34, 2], service_id: [36, 4] },
+  size: 48,
+  fields: { client: [0, 16], frontend: [16, 16], client_port: [32, 2], frontend_port: [34, 2], service_id: [36, 4], backend_closed: [40, 2], _pad: [42, 6] },
 };
 const REVNAT_KEY: Layout = {
   name: 'sy_np_revnat_key',
@@ -29,7 +29,7 @@ const REVNAT_KEY: Layout = {
 };
 const REVNAT: Layout = { name: 'sy_np_revnat', size: 24, fields: { frontend: [0, 16], frontend_port: [16, 2], _pad: [18, 2], service_id: [20, 4] } };
 const AFFINITY_KEY: Layout = { name: 'sy_np_affinity_key', size: 24, fields: { client: [0, 16], service_id: [16, 4], _pad: [20, 4] } };
-export const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], snat_closed_grace_s: [20, 2], _pad: [22, 2] } };
+export const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], snat_closed_grace_s: [20, 2], snat_time_wait_s: [22, 2] } };
 export const NP_COUNTERS: Layout = {
   name: 'sy_np_counters',
   size: 48,
@@ -92,10 +92,24 @@ export interface NodePortConfig {
   snatPortMax: number;
   /** How long a snat port waits after its TCP flow closed with FINs before another flow may take it (default 10). */
   snatClosedGraceSeconds?: number;
+  /** How long a snat port waits after its backend closed first: the backend's TIME_WAIT (default 60, Linux's). */
+  snatTimeWaitSeconds?: number;
 }
 
-/** Cilium's close timeout: long enough for the last ACKs, short of the backend's whole TIME_WAIT (bpf/README.md). */
+/** Cilium's close timeout: long enough for the last ACKs (bpf/README.md, "snat ports"). */
 export const DEFAULT_SNAT_CLOSED_GRACE_S = 10;
+/** Linux's TCP_TIMEWAIT_LEN: how long a backend that closed first refuses most new SYNs on the same tuple. */
+export const DEFAULT_SNAT_TIME_WAIT_S = 60;
+
+/**
+ * sy_np_snat entries of ABI 4 and 5 were 8 bytes shorter: no backend_closed
+ * (0: not known to be in TIME_WAIT, as before). migrate.ts applies it.
+ */
+export function upgradeSnatEntry(key: Buffer, value: Buffer): [Buffer, Buffer] {
+  const v = Buffer.alloc(SNAT.size);
+  value.copy(v, 0, 0, Math.min(value.length, 40));
+  return [key, v];
+}
 
 export function encodeNodePortConfig(c: NodePortConfig): Buffer {
   const b = Buffer.alloc(NP_CONFIG.size);
@@ -103,6 +117,7 @@ export function encodeNodePortConfig(c: NodePortConfig): Buffer {
   b.writeUInt16LE(c.snatPortMin, 16);
   b.writeUInt16LE(c.snatPortMax, 18);
   b.writeUInt16LE(c.snatClosedGraceSeconds ?? DEFAULT_SNAT_CLOSED_GRACE_S, 20);
+  b.writeUInt16LE(c.snatTimeWaitSeconds ?? DEFAULT_SNAT_TIME_WAIT_S, 22);
   return b;
 }
 

@@ -19,11 +19,15 @@
  *   5  snat ports are reused once their flow is over: sy_np_flow's padding
  *      became state and seen, sy_np_config's snat_closed_grace_s (no size
  *      changes; 0 in entries of 4 means "not recorded")
+ *   6  a snat port whose backend closed first waits out its TIME_WAIT:
+ *      sy_np_snat grows by 8 bytes (backend_closed; migrate.ts converts
+ *      entries of 4 and 5), sy_np_config's padding became snat_time_wait_s,
+ *      one more counter
  */
 import * as fs from 'fs';
 import { native } from '../../../native';
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 /** The version of pins that carry no record: everything before the record existed. */
 export const UNRECORDED_VERSION = 1;
 

@@ -261,6 +261,7 @@ export const COUNTERS = [
   'SY_C_NP_REPLIES_REWRITTEN',
   'SY_C_NP_ICMP_TOO_BIG',
   'SY_C_NP_STACK_FORWARDED',
+  'SY_C_NP_SNAT_TIME_WAIT_REUSED',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 

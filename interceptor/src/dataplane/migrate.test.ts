@@ -1,5 +1,5 @@
 import { MapSpec } from '../../../native';
-import { EntryUpgrader, planMaps } from './migrate';
+import { EntryUpgrader, UPGRADERS, planMaps } from './migrate';
 
 // enum bpf_map_type
 const HASH = 1;
@@ -39,6 +39,14 @@ describe('planMaps: how each pinned map crosses an upgrade', () => {
     expect(() => planMaps(pinned(old), [next], 1)).toThrow('cannot carry these maps across the upgrade: m (valueSize 16 → 24, and no upgrader from version 1)');
     expect(planMaps(pinned(old), [next], 1, { m: { 1: identity } })).toEqual([expect.objectContaining({ action: 'convert' })]);
     expect(() => planMaps(pinned(old), [next], 2, { m: { 1: identity } })).toThrow(/no upgrader from version 2/);
+  });
+
+  test('sy_np_snat of ABI 4 and 5 converts into 6: the same entry, then a zero backend_closed', () => {
+    const [v5, v6] = [spec('sy_np_snat', LRU_HASH, 24, 40, 65536), spec('sy_np_snat', LRU_HASH, 24, 48, 65536)];
+    for (const from of [4, 5]) expect(planMaps(pinned(v5), [v6], from)).toEqual([expect.objectContaining({ action: 'convert' })]);
+    const [key, value] = [Buffer.alloc(24, 0x11), Buffer.alloc(40, 0xab)];
+    const [k, v] = UPGRADERS.sy_np_snat![5]!(key, value)!;
+    expect([k.equals(key), v.length, v.subarray(0, 40).equals(value), v.subarray(40).equals(Buffer.alloc(8))]).toEqual([true, 48, true, true]);
   });
 
   test('per-CPU and shared values never convert into each other; every refusal is named at once', () => {

@@ -9,6 +9,7 @@
  * whose layout changes gets a new map and a per-version entry upgrader.
  */
 import { MapInfo, MapSpec, native } from '../../../native';
+import { upgradeSnatEntry } from './abi-nodeport';
 
 export type MapAction =
   /** Same type, key, value, size and flags: the new programs use the pinned map as it is. */
@@ -37,13 +38,15 @@ export interface MapPlan {
 export type EntryUpgrader = (key: Buffer, value: Buffer) => [Buffer, Buffer] | null;
 
 /**
- * Upgraders by map, then by the version they upgrade from. Versions 1 → 2
- * changed no entry layout (sy_pod_config.flags went from reserved 0 to a
- * bit whose 0 keeps the old behaviour), so there are none yet; a version
- * that changes a key or value adds its converter here, and the planner
- * refuses an upgrade that would need one that is missing.
+ * Upgraders by map, then by the version they upgrade from. A version that
+ * changes a key or value adds its converter here, and the planner refuses
+ * an upgrade that would need one that is missing. Most versions changed no
+ * entry layout (a reserved 0 became a field whose 0 keeps the old meaning);
+ * 6 grew sy_np_snat (abi-record.ts has the history).
  */
-export const UPGRADERS: Partial<Record<string, Partial<Record<number, EntryUpgrader>>>> = {};
+export const UPGRADERS: Partial<Record<string, Partial<Record<number, EntryUpgrader>>>> = {
+  sy_np_snat: { 4: upgradeSnatEntry, 5: upgradeSnatEntry },
+};
 
 export class UpgradeRefused extends Error {
   constructor(message: string) {

@@ -48,6 +48,8 @@ export function setNodePortConfig(fd: MapFd, c: NodePortConfig): void {
   }
   const grace = c.snatClosedGraceSeconds;
   if (grace !== undefined && (!Number.isInteger(grace) || grace < 0 || grace > 3600)) problems.push(`the snat closed grace must be whole seconds from 0 to 3600, got ${grace}`);
+  const tw = c.snatTimeWaitSeconds;
+  if (tw !== undefined && (!Number.isInteger(tw) || tw < 0 || tw > 600)) problems.push(`the snat TIME_WAIT must be whole seconds from 0 to 600, got ${tw}`);
   if (problems.length) throw new DataplaneError(`node frontend settings refused: ${problems.join('; ')}`);
   native().mapUpdate(fd('sy_np_config'), ZERO, encodeNodePortConfig(c));
 }
