@@ -3,7 +3,7 @@
  *
  *   outside 192.168.78.100 (wrk) ─┐             ┌─ n1 .1 (ingress node)
  *                                 └── lan0 ─────┤
- *                                               └─ n2 .2 ── br0: be1 be2 be3 (lean http :8080)
+ *                                               └─ n2 .2 ── br0: be1 be2 be3 (lean http, :8080-8082: one port per scenario)
  *
  * Three ways to N1's NodePort, interleaved in every round:
  *   iptables  kube-proxy's rules for a NodePort in N1's netns (KUBE-SERVICES →
@@ -37,6 +37,12 @@ const LEAN = path.join(projectRoot(), 'build', 'bench', 'lean');
 const N1 = '192.168.78.1';
 const N2 = '192.168.78.2';
 const PORT = { iptables: 30080, snat: 30081, dsr: 30082 } as const;
+/**
+ * Each scenario has its own backend port, so that no scenario meets another's
+ * tuples in the backends' TIME_WAIT (kube-proxy's conntrack and our snat each
+ * avoid only their own).
+ */
+const BACKEND_PORT = { iptables: 8080, snat: 8081, dsr: 8082 } as const;
 const NODEPORT_SCENARIOS = ['iptables', 'snat', 'dsr'] as const;
 type Scenario = (typeof NODEPORT_SCENARIOS)[number];
 const WORKLOADS = [
@@ -57,6 +63,8 @@ interface NodePortRun {
   hostUsPerReq: number;
   /** Packets through N1's ext0 (in + out) per request. */
   n1PacketsPerReq: number;
+  /** The client's SYN retransmits per 1000 requests: each one is a connection that waited a second or more. */
+  synRetransPer1k: number;
   errors: string[];
 }
 
@@ -82,6 +90,15 @@ function readComm(pid: string): string {
 
 const threadNs = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]);
 const conntrackCount = (netns: string) => Number(sh('ip', ['netns', 'exec', netns, 'cat', '/proc/sys/net/netfilter/nf_conntrack_count']).trim());
+
+/** TcpExt TCPSynRetrans of a netns: SYNs sent again because the first got no SYN-ACK (a refused TIME_WAIT tuple, a drop). */
+function synRetransmits(netns: string): number {
+  const [names, values] = sh('ip', ['netns', 'exec', netns, 'cat', '/proc/net/netstat'])
+    .split('\n')
+    .filter((l) => l.startsWith('TcpExt:'))
+    .map((l) => l.split(/\s+/));
+  return Number(values[names.indexOf('TCPSynRetrans')]);
+}
 
 /** kube-proxy's iptables rules for one NodePort Service with these endpoints, in a node's netns. */
 function kubeProxyNodePort(netns: string, nodePort: number, endpoints: string[]): void {
@@ -138,24 +155,28 @@ export async function benchNodePort(o: { rounds: number; seconds: number; log?: 
       threadedNapi(n2.netns, `v${b.name}`);
     }
 
-    const backends = bes.map((b) => ({ ip: b.ip, port: 8080 }));
+    const backends = (sc: Scenario) => bes.map((b) => ({ ip: b.ip, port: BACKEND_PORT[sc] }));
     const device1 = { netnsPath: `/var/run/netns/${n1.netns}`, ifname: 'ext0' };
     for (const [node, addr] of [[n1, N1], [n2, N2]] as const) {
-      const dp = Dataplane.load({ cgroupPath: lab.addCgroup(`${node.name}-scope`), pinRoot: lab.addPinRoot(node.name) });
+      // sy_np_snat holds every snat port in use or in its backend's TIME_WAIT: 3 backends × the whole range (bpf/README.md).
+      const mapSizes = { sy_np_snat: 131072 };
+      const dp = Dataplane.load({ cgroupPath: lab.addCgroup(`${node.name}-scope`), pinRoot: lab.addPinRoot(node.name), mapSizes });
       dps.push(dp);
       dp.attachNodeDevice({ netnsPath: `/var/run/netns/${node.netns}`, ifname: 'ext0' });
       // N1 runs no clients of its own here, so its snat range is wide (the default 61000-65535 bounds new flows per backend: bpf/README.md).
       dp.setNodePortConfig({ snatAddress: addr, snatPortMin: 32768, snatPortMax: 65535 });
     }
     const [dp1] = dps;
-    dp1.setNodeService(1, { ip: N1, port: PORT.snat, protocol: 'TCP' }, backends, { mode: 'snat', local: false, affinityTimeoutSeconds: 0 });
-    dp1.setNodeService(2, { ip: N1, port: PORT.dsr, protocol: 'TCP' }, backends, { mode: 'dsr', local: false, affinityTimeoutSeconds: 0 });
-    kubeProxyNodePort(n1.netns, PORT.iptables, backends.map((b) => `${b.ip}:${b.port}`));
+    dp1.setNodeService(1, { ip: N1, port: PORT.snat, protocol: 'TCP' }, backends('snat'), { mode: 'snat', local: false, affinityTimeoutSeconds: 0 });
+    dp1.setNodeService(2, { ip: N1, port: PORT.dsr, protocol: 'TCP' }, backends('dsr'), { mode: 'dsr', local: false, affinityTimeoutSeconds: 0 });
+    kubeProxyNodePort(n1.netns, PORT.iptables, backends('iptables').map((b) => `${b.ip}:${b.port}`));
 
     for (const b of bes) {
-      const p = lab.spawn(b, [LEAN, 'http', '--listen', `${b.ip}:8080`], { uid: 1000, label: `http ${b.name}` });
-      procs.push(p);
-      await p.waitForLine((l) => l.includes('"event":"ready"'));
+      for (const port of Object.values(BACKEND_PORT)) {
+        const p = lab.spawn(b, [LEAN, 'http', '--listen', `${b.ip}:${port}`], { uid: 1000, label: `http ${b.name}:${port}` });
+        procs.push(p);
+        await p.waitForLine((l) => l.includes('"event":"ready"'));
+      }
     }
 
     const runs: NodePortRun[] = [];
@@ -164,14 +185,14 @@ export async function benchNodePort(o: { rounds: number; seconds: number; log?: 
         for (const sc of NODEPORT_SCENARIOS) {
           if (sc === 'iptables') dp1.detachNodeDevice(device1);
           const c0 = dp1.counters();
-          const [t1, t2, host, link, ct] = [threadNs(n1Thread), threadNs(n2Thread), hostBusyUs(), Lan.counters(m1), conntrackCount(n1.netns)];
+          const [t1, t2, host, link, ct, sr] = [threadNs(n1Thread), threadNs(n2Thread), hostBusyUs(), Lan.counters(m1), conntrackCount(n1.netns), synRetransmits(outside.netns)];
           const p = lab.spawn(outside, ['wrk', '-t1', ...w.args, `-d${o.seconds}s`, '--latency', `http://${N1}:${PORT[sc]}/`], { label: `wrk ${sc}` });
           const code = await p.wait();
-          const [t1b, t2b, hostB, linkB, ctB] = [threadNs(n1Thread), threadNs(n2Thread), hostBusyUs(), Lan.counters(m1), conntrackCount(n1.netns)];
+          const [t1b, t2b, hostB, linkB, ctB, srB] = [threadNs(n1Thread), threadNs(n2Thread), hostBusyUs(), Lan.counters(m1), conntrackCount(n1.netns), synRetransmits(outside.netns)];
           const c1 = dp1.counters();
           if (sc === 'iptables') dp1.attachNodeDevice(device1);
           const r = parseWrk(p.lines.join('\n'));
-          const grew = (k: 'SY_C_NP_SNAT' | 'SY_C_NP_DSR' | 'SY_C_NP_SNAT_PORTS_EXHAUSTED') => Number(c1[k] - c0[k]);
+          const grew = (k: 'SY_C_NP_SNAT' | 'SY_C_NP_DSR' | 'SY_C_NP_SNAT_PORTS_EXHAUSTED' | 'SY_C_NP_SNAT_TIME_WAIT_REUSED') => Number(c1[k] - c0[k]);
           const short = w.id.startsWith('short');
           const errors = [
             ...(code !== 0 ? [`wrk exited ${code}`] : []),
@@ -200,12 +221,14 @@ export async function benchNodePort(o: { rounds: number; seconds: number; log?: 
             n2UsPerReq: per((t2b - t2) / 1000),
             hostUsPerReq: per(hostB - host),
             n1PacketsPerReq: per(linkB.rxPackets - link.rxPackets + linkB.txPackets - link.txPackets),
+            synRetransPer1k: per(1000 * (srB - sr)),
             errors,
           };
           runs.push(run);
           log(
             `nodeport round ${round}/${o.rounds} ${w.id.padEnd(14)} ${sc.padEnd(8)} ${r.reqPerSec.toFixed(0)} req/s  p99 ${r.latP99Us.toFixed(0)} µs  ` +
-              `N1 ${run.n1UsPerReq.toFixed(1)} µs/req  N2 ${run.n2UsPerReq.toFixed(1)}  host ${run.hostUsPerReq.toFixed(1)}  N1 pkts/req ${run.n1PacketsPerReq.toFixed(1)}` +
+              `N1 ${run.n1UsPerReq.toFixed(1)} µs/req  N2 ${run.n2UsPerReq.toFixed(1)}  host ${run.hostUsPerReq.toFixed(1)}  N1 pkts/req ${run.n1PacketsPerReq.toFixed(1)}  SYN retransmits/1k ${run.synRetransPer1k.toFixed(1)}` +
+              (sc === 'snat' ? `  snat ports reused in TIME_WAIT ${grew('SY_C_NP_SNAT_TIME_WAIT_REUSED')}` : '') +
               (errors.length ? `  INVALID: ${errors.join('; ')}` : ''),
           );
         }
@@ -219,7 +242,7 @@ export async function benchNodePort(o: { rounds: number; seconds: number; log?: 
   }
 }
 
-const METRICS = ['reqPerSec', 'latP99Us', 'n1UsPerReq', 'n2UsPerReq', 'hostUsPerReq', 'n1PacketsPerReq'] as const;
+const METRICS = ['reqPerSec', 'latP99Us', 'n1UsPerReq', 'n2UsPerReq', 'hostUsPerReq', 'n1PacketsPerReq', 'synRetransPer1k'] as const;
 
 function summariseNodePort(runs: NodePortRun[], o: { rounds: number; seconds: number }) {
   const table: Record<string, Record<string, Record<(typeof METRICS)[number], number>>> = {};
@@ -256,11 +279,11 @@ function nodePortMarkdown(r: ReturnType<typeof summariseNodePort>): string[] {
   const lines = [
     '## NodePort from outside the cluster (wrk, 16 connections, to N1; 3 backends on N2)',
     '',
-    '| workload | scenario | req/s | p99 µs | N1 µs/req | N2 µs/req | machine µs/req | N1 packets/req |',
-    '|---|---|---|---|---|---|---|---|',
+    '| workload | scenario | req/s | p99 µs | N1 µs/req | N2 µs/req | machine µs/req | N1 packets/req | SYN retransmits per 1k req |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [w, row] of Object.entries(r.table)) {
-    for (const [sc, m] of Object.entries(row)) lines.push(`| ${w} | ${sc} | ${f(m.reqPerSec, 0)} | ${f(m.latP99Us, 0)} | ${f(m.n1UsPerReq)} | ${f(m.n2UsPerReq)} | ${f(m.hostUsPerReq)} | ${f(m.n1PacketsPerReq, 1)} |`);
+    for (const [sc, m] of Object.entries(row)) lines.push(`| ${w} | ${sc} | ${f(m.reqPerSec, 0)} | ${f(m.latP99Us, 0)} | ${f(m.n1UsPerReq)} | ${f(m.n2UsPerReq)} | ${f(m.hostUsPerReq)} | ${f(m.n1PacketsPerReq, 1)} | ${f(m.synRetransPer1k, 1)} |`);
   }
   lines.push('', '| comparison | ratio of medians | per round min / median / max |', '|---|---|---|');
   for (const [k, v] of Object.entries(r.ratios)) lines.push(`| ${k} | ${f(v.ofMedians, 3)} | ${f(v.rounds.min, 3)} / ${f(v.rounds.median, 3)} / ${f(v.rounds.max, 3)} |`);
