@@ -110,7 +110,8 @@ export const MONITOR_PATH = '/v1/monitor';
 export const VERDICTS = ['redirect', 'pass', 'drop'] as const;
 export type Verdict = (typeof VERDICTS)[number];
 
-export type MonitorHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt' | 'tc-ingress';
+/** tc-node: tc on the node's own devices (NodePort, external and LoadBalancer IPs from outside the cluster). */
+export type MonitorHook = 'connect4' | 'connect6' | 'sock_ops' | 'getsockopt' | 'tc-ingress' | 'tc-node';
 
 export interface MonitorEndpoint {
   ip: string;
@@ -127,7 +128,7 @@ export interface MonitorEventLine {
   reason: string;
   /** Service load balancing chose the destination. */
   balanced: boolean;
-  /** namespace/name of the pod the program ran for; absent outside the mesh. */
+  /** namespace/name of the pod the program ran for; absent outside the mesh and for tc-node. */
   pod?: string;
   /** namespace/name of the pod whose sidecar receives the connection, when another. */
   peerPod?: string;

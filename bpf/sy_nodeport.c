@@ -20,8 +20,38 @@
 #include <linux/pkt_cls.h>
 #include "nodeport.h"
 #include "lb.h"
+#include "monitor.h"
 
 #define SY_NP_MISS -1000 /* not ours: go on */
+
+/*
+ * Reports a node frontend's decision to the monitor, with the counter it
+ * also counted: the client asked for orig, and its packet now goes to to
+ * (orig itself when it was refused). One lookup when the monitor is off.
+ */
+#define sy_np_report(c, p, to, to_port) sy_np_report_as(c, p, (p)->daddr, (p)->dport, to, to_port)
+
+static __always_inline void sy_np_report_as(enum sy_counter c, const struct sy_np_pkt *p, __be32 orig, __be16 orig_port,
+					    __be32 to, __be16 to_port)
+{
+	const struct sy_monitor_config *m = sy_monitor_on();
+	struct sy_monitor_event *ev;
+
+	if (!m)
+		return;
+	ev = sy_monitor_reserve(m, SY_HOOK_TC_NODE, c, 0);
+	if (!ev)
+		return;
+	sy_addr_from_v4(&ev->src, p->saddr);
+	sy_addr_from_v4(&ev->dst, to);
+	sy_addr_from_v4(&ev->orig, orig);
+	ev->src_port = bpf_ntohs(p->sport);
+	ev->dst_port = bpf_ntohs(to_port);
+	ev->orig_port = bpf_ntohs(orig_port);
+	if (c != SY_C_NP_DSR_RECORDED && (to != orig || to_port != orig_port))
+		ev->flags = SY_MON_F_BALANCED;
+	sy_monitor_submit(ev);
+}
 
 /* ICMP "destination unreachable" as RFC 1191 lays it out (linux/icmp.h pulls in libc headers). */
 #define SY_ICMP_DEST_UNREACH 3
@@ -242,6 +272,7 @@ static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struc
 	if (sy_lb_pick_with(&sy_np_affinity, &ak, fe, &b, &slot)) {
 		sy_count(SY_C_NP_NO_BACKEND);
 		sy_np_count(fe->service_id, no_backend);
+		sy_np_report(SY_C_NP_NO_BACKEND, p, p->daddr, p->dport);
 		return -1;
 	}
 	__builtin_memset(fl, 0, sizeof(*fl));
@@ -269,6 +300,7 @@ static __always_inline int sy_np_new_flow(const struct sy_np_pkt *p, const struc
 		fl->nat_port = sy_np_snat_port(&sk, &sv, cfg, fl->seen);
 		if (!fl->nat_port) {
 			sy_count(SY_C_NP_SNAT_PORTS_EXHAUSTED);
+			sy_np_report(SY_C_NP_SNAT_PORTS_EXHAUSTED, p, p->daddr, p->dport);
 			return -1;
 		}
 	}
@@ -335,6 +367,7 @@ static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_
 		if (new_flow) {
 			sy_count(SY_C_NP_SNAT);
 			sy_np_count(fl.service_id, snat);
+			sy_np_report(SY_C_NP_SNAT, p, backend, bport);
 		}
 		if (sy_np_set_addr(skb, p, 1, p->saddr, snat) || sy_np_set_port(skb, p, 1, p->sport, bpf_htons(fl.nat_port)) ||
 		    sy_np_set_addr(skb, p, 0, p->daddr, backend) || sy_np_set_port(skb, p, 0, p->dport, bport))
@@ -348,15 +381,18 @@ static __always_inline int sy_np_balance(struct __sk_buff *skb, const struct sy_
 	if (new_flow && fl.path == SY_NP_LOCAL) {
 		sy_count(SY_C_NP_LOCAL);
 		sy_np_count(fl.service_id, local);
+		sy_np_report(SY_C_NP_LOCAL, p, backend, bport);
 	}
 	if (add_opt && rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && p->df) {
 		sy_count(SY_C_NP_ICMP_TOO_BIG);
 		sy_np_count(fl.service_id, icmp_too_big);
+		sy_np_report(SY_C_NP_ICMP_TOO_BIG, p, p->daddr, p->dport);
 		return sy_np_icmp_too_big(skb, p, fib.mtu_result);
 	}
 	if (add_opt) {
 		sy_count(SY_C_NP_DSR);
 		sy_np_count(fl.service_id, dsr);
+		sy_np_report(SY_C_NP_DSR, p, backend, bport); /* as counted: each SYN and UDP datagram given the option */
 	}
 	if (sy_np_set_addr(skb, p, 0, p->daddr, backend) || sy_np_set_port(skb, p, 0, p->dport, bport))
 		return TC_ACT_SHOT;
@@ -428,6 +464,7 @@ static __always_inline void sy_np_dsr_record(struct __sk_buff *skb, const struct
 	sy_addr_from_v4(&v.frontend, opt.addr);
 	bpf_map_update_elem(&sy_np_revnat, &k, &v, BPF_ANY);
 	sy_count(SY_C_NP_DSR_RECORDED);
+	sy_np_report_as(SY_C_NP_DSR_RECORDED, p, opt.addr, opt.port, p->daddr, p->dport);
 }
 
 SEC("tc")

@@ -29,4 +29,10 @@ describe('monitor lines', () => {
     expect(formatEvent(outside)).toContain('10.96.0.10:80 => 10.244.0.9:8080  balanced to=demo/app-b pid=42 uid=1000');
     expect(formatEvent({ time: base.time, node: 'node-a', lost: '17' })).toBe('16:40:20.238 !! 17 decisions were not reported (rate limit or full ring buffer)\n');
   });
+
+  test("a node frontend's decision: the outside client, the frontend it asked for, the backend, and the pod there", () => {
+    const np: MonitorEventLine = { ...base, hook: 'tc-node', reason: 'np_local', balanced: true, pod: undefined, peerPod: 'demo/app-b', pid: undefined, uid: undefined };
+    const line = formatEvent({ ...np, src: { ip: '203.0.113.7', port: 51000 }, dst: { ip: '10.244.1.5', port: 8080 }, orig: { ip: '192.168.1.10', port: 30080 } });
+    expect(line).toBe(`16:40:20.238 (node)                   tc-node    redirect np_local                     203.0.113.7:51000 -> 10.244.1.5:8080 (asked 192.168.1.10:30080)  balanced to=demo/app-b\n`);
+  });
 });

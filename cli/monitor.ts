@@ -25,7 +25,7 @@ export function formatEvent(e: MonitorLine, withNode = false): string {
     e.peerPod ? `to=${e.peerPod}` : '',
     e.pid !== undefined ? `pid=${e.pid} uid=${e.uid}` : '',
   ].filter(Boolean);
-  return `${time} ${node}${(e.pod ?? '(not in mesh)').padEnd(24)} ${e.hook.padEnd(10)} ${e.verdict.padEnd(8)} ${e.reason.padEnd(28)} ${conn}${extra.length ? `  ${extra.join(' ')}` : ''}\n`;
+  return `${time} ${node}${(e.pod ?? (e.hook === 'tc-node' ? '(node)' : '(not in mesh)')).padEnd(24)} ${e.hook.padEnd(10)} ${e.verdict.padEnd(8)} ${e.reason.padEnd(28)} ${conn}${extra.length ? `  ${extra.join(' ')}` : ''}\n`;
 }
 
 export interface MonitorOptions {

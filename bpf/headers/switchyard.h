@@ -390,6 +390,7 @@ enum sy_monitor_hook {
 	SY_HOOK_SOCKOPS = 3,
 	SY_HOOK_GETSOCKOPT = 4,
 	SY_HOOK_TC_INGRESS = 5,
+	SY_HOOK_TC_NODE = 6, /* tc on the node's own devices: NodePort, external and LoadBalancer IPs */
 };
 
 enum sy_monitor_flags {

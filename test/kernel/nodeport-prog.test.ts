@@ -189,6 +189,39 @@ describeKernel('node frontends on crafted packets (BPF_PROG_TEST_RUN)', () => {
     }
   });
 
+  test('the monitor reports each decision with the counter it moved: client, frontend asked for, backend', () => {
+    dp.setNodeService(4, { ip: FRONTEND, port: 30090, protocol: 'TCP' }, [], { mode: 'snat', local: false, affinityTimeoutSeconds: 0 });
+    dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61040, snatPortMax: 61043 }); // ports no earlier test holds
+    const ring = dp.openEvents();
+    try {
+      ring.read();
+      const before = dp.counters();
+      dp.setMonitor(true);
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 44000, dport: 30081, syn: true })); // snat
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 44001, dport: 30080, syn: true })); // dsr
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 44002, dport: 30090, syn: true })); // no backend
+      run('sy_np_ingress', frame({ src: CLIENT, dst: BACKEND, proto: 'TCP', sport: 44003, dport: 8080, syn: true, options: dsrOption(FRONTEND, 30080) }));
+      dp.setMonitor(false);
+      run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'TCP', sport: 44004, dport: 30081, syn: true })); // off: counted only
+      const after = dp.counters();
+      const events = ring.read().map((e) => ({ hook: e.hook, verdict: e.verdict, reason: e.reason, balanced: e.balanced, src: e.src, dst: e.dst, orig: e.orig }));
+      const at = (ip: string, port: number) => ({ ip, port });
+      expect(events).toEqual([
+        { hook: 'tc-node', verdict: 'redirect', reason: 'np_snat', balanced: true, src: at(CLIENT, 44000), dst: at(BACKEND, 8080), orig: at(FRONTEND, 30081) },
+        { hook: 'tc-node', verdict: 'redirect', reason: 'np_dsr', balanced: true, src: at(CLIENT, 44001), dst: at(BACKEND, 8080), orig: at(FRONTEND, 30080) },
+        { hook: 'tc-node', verdict: 'drop', reason: 'np_no_backend', balanced: false, src: at(CLIENT, 44002), dst: at(FRONTEND, 30090), orig: at(FRONTEND, 30090) },
+        { hook: 'tc-node', verdict: 'pass', reason: 'np_dsr_recorded', balanced: false, src: at(CLIENT, 44003), dst: at(BACKEND, 8080), orig: at(FRONTEND, 30080) },
+      ]);
+      const moved = (c: CounterName) => after[c] - before[c];
+      expect([moved('SY_C_NP_SNAT'), moved('SY_C_NP_DSR'), moved('SY_C_NP_NO_BACKEND'), moved('SY_C_NP_DSR_RECORDED')]).toEqual([2n, 1n, 1n, 1n]);
+    } finally {
+      dp.setMonitor(false);
+      ring.close();
+      dp.deleteNodeService(4, { ip: FRONTEND, port: 30090, protocol: 'TCP' });
+      dp.setNodePortConfig({ snatAddress: FRONTEND, snatPortMin: 61000, snatPortMax: 61003 });
+    }
+  });
+
   test('hybrid UDP goes by snat, and a datagram without a checksum keeps none', () => {
     const out = parse(run('sy_np_ingress', frame({ src: CLIENT, dst: FRONTEND, proto: 'UDP', sport: 5000, dport: 30053, noUdpChecksum: true })).packet);
     expect({ src: out.src, dst: out.dst, dport: out.dport, ihl: out.ihl, csum: out.l4Checksum }).toEqual({ src: FRONTEND, dst: BACKEND, dport: 5353, ihl: 20, csum: 0 });

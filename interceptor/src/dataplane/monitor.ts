@@ -17,10 +17,29 @@ import type { MapFd } from './services';
 /** Per CPU, per second: enough to follow a busy pod, small enough that the ring never grows the agent. */
 export const DEFAULT_EVENTS_PER_SEC = 2000;
 
-const HOOKS: Record<number, MonitorHook> = { 1: 'connect4', 2: 'connect6', 3: 'sock_ops', 4: 'getsockopt', 5: 'tc-ingress' };
+const HOOKS: Record<number, MonitorHook> = { 1: 'connect4', 2: 'connect6', 3: 'sock_ops', 4: 'getsockopt', 5: 'tc-ingress', 6: 'tc-node' };
 
-const DROPS = new Set(['connect_refused_map_full', 'lb_no_backend', 'sockops_origdst_map_full', 'tc_dropped_map_full', 'tc_dropped_collision']);
-const REDIRECTS = new Set(['connect_redirected_outbound', 'connect_redirected_inbound', 'lb_translated', 'sockops_origdst_moved', 'getsockopt_answered', 'tc_inbound_new']);
+const DROPS = new Set([
+  'connect_refused_map_full',
+  'lb_no_backend',
+  'sockops_origdst_map_full',
+  'tc_dropped_map_full',
+  'tc_dropped_collision',
+  'np_no_backend',
+  'np_snat_ports_exhausted',
+  'np_icmp_too_big',
+]);
+const REDIRECTS = new Set([
+  'connect_redirected_outbound',
+  'connect_redirected_inbound',
+  'lb_translated',
+  'sockops_origdst_moved',
+  'getsockopt_answered',
+  'tc_inbound_new',
+  'np_local',
+  'np_snat',
+  'np_dsr',
+]);
 
 export function verdictOf(reason: string, balanced: boolean): Verdict {
   if (DROPS.has(reason)) return 'drop';
