@@ -5,7 +5,7 @@
  * Everything is observed the way a user observes it: kubectl get, logs,
  * exec, describe and Events.
  */
-import { execFileSync, spawnSync } from 'child_process';
+import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -26,7 +26,7 @@ const app = (extra: Record<string, unknown> = {}) => ({ name: 'app', image: APPS
 
 lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', () => {
   let c: RealCluster;
-  const { k, json, agentOn, agentStatus, readyPods } = clusterView(() => c);
+  const { k, json, agentOn, onNode, agentStatus, readyPods } = clusterView(() => c);
   const appBClusterIP = (): string => json('get', 'service', '-n', 'mesh', 'app-b').spec.clusterIP;
   const podsOn = (node: string): string[] => agentStatus(node).pods.map((p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`);
 
@@ -99,8 +99,32 @@ lab.describe('Switchyard on two real nodes, installed with kubectl apply -k', ()
     for (const n of c.nodeList) {
       await eventually(`${n.name} to serve app-b's NodePort`, () => (nodeFrontends(n.name).some((f) => f.service === 'mesh/app-b' && f.frontend === `${n.ip}:${nodePort}/TCP` && f.mode === 'dsr') ? true : undefined));
     }
-    for (const n of c.nodeList) {
-      for (let i = 0; i < 4; i++) expect(outside.get(`http://${n.ip}:${nodePort}/`)).toMatchObject({ status: 200, body: expect.stringMatching(/^hello from app-b-/) });
+    // kubectl switchyard monitor on every node while the outside host asks: each node's decision is readable there.
+    const monitor = spawn(process.execPath, [distScript('cli/kubectl-plugin.js'), 'monitor', '--type', 'redirect', '-o', 'json', '--kubeconfig', c.cp.kubeconfig], {
+      env: { ...process.env, KUBECTL: path.join(k8sBinDir(), 'kubectl'), HOME: os.tmpdir() },
+    });
+    let watched = '';
+    monitor.stdout.setEncoding('utf8').on('data', (d: string) => (watched += d));
+    const monitorEnded = new Promise((resolve) => monitor.on('close', resolve));
+    try {
+      await eventually('every agent has a monitor watcher', () => (c.nodeList.every((n) => JSON.parse(onNode(n.name, 'check', '-o', 'json')).monitor.watching === 1) ? true : undefined), 30_000);
+      for (const n of c.nodeList) {
+        for (let i = 0; i < 4; i++) expect(outside.get(`http://${n.ip}:${nodePort}/`)).toMatchObject({ status: 200, body: expect.stringMatching(/^hello from app-b-/) });
+      }
+      const decisions = await eventually("both nodes' NodePort decisions in the monitor", () => {
+        const seen = watched.split('\n').filter((l) => l.includes('"tc-node"')).map((l) => JSON.parse(l));
+        return c.nodeList.every((n) => seen.some((e) => e.node === n.name && e.src?.ip === outside.ip)) ? seen : undefined;
+      });
+      for (const e of decisions) {
+        // Asked for a node's NodePort; sent to an app-b pod, on this node (local, the pod named) or the other (dsr).
+        expect(e).toMatchObject({ hook: 'tc-node', verdict: 'redirect', balanced: true, orig: { ip: c.nodeList.find((n) => n.name === e.node)!.ip, port: nodePort } });
+        expect(bs.map((b) => b.status!.podIP)).toContain(e.dst.ip);
+        expect(e.reason).toBe(bs.find((b) => b.status!.podIP === e.dst.ip)!.spec!.nodeName === e.node ? 'np_local' : 'np_dsr');
+        if (e.reason === 'np_local') expect(e.peerPod).toMatch(/^mesh\/app-b-/);
+      }
+    } finally {
+      monitor.kill('SIGINT');
+      await monitorEnded;
     }
     const inbound = bs.map((b) => k('logs', '-n', 'mesh', b.metadata!.name!, '-c', 'switchyard-proxy')).join('\n');
     expect(inbound).toMatch(new RegExp(`inbound src=${esc(outside.ip)}:\\d+ dst=10\\.244\\.\\d+\\.\\d+:8080 .*result=ok`));
