@@ -58,6 +58,7 @@ export interface NodePortSettings {
   snatPortMax: number;
   /** Seconds a snat port rests after its TCP flow closed with FINs (the backend may hold TIME_WAIT). */
   snatClosedGraceSeconds: number;
+  /** Seconds a snat port rests after its backend closed first: the backend's TIME_WAIT. */
   snatTimeWaitSeconds: number;
 }
 

@@ -44,6 +44,7 @@ describe('planMaps: how each pinned map crosses an upgrade', () => {
   test('sy_np_snat of ABI 4 and 5 converts into 6: the same entry, then a zero backend_closed', () => {
     const [v5, v6] = [spec('sy_np_snat', LRU_HASH, 24, 40, 65536), spec('sy_np_snat', LRU_HASH, 24, 48, 65536)];
     for (const from of [4, 5]) expect(planMaps(pinned(v5), [v6], from)).toEqual([expect.objectContaining({ action: 'convert' })]);
+    expect(() => planMaps(pinned(v5), [v6], 3)).toThrow(/sy_np_snat \(valueSize 40 → 48, and no upgrader from version 3\)/);
     const [key, value] = [Buffer.alloc(24, 0x11), Buffer.alloc(40, 0xab)];
     const [k, v] = UPGRADERS.sy_np_snat![5]!(key, value)!;
     expect([k.equals(key), v.length, v.subarray(0, 40).equals(value), v.subarray(40).equals(Buffer.alloc(8))]).toEqual([true, 48, true, true]);
