@@ -29,7 +29,7 @@ const REVNAT_KEY: Layout = {
 };
 const REVNAT: Layout = { name: 'sy_np_revnat', size: 24, fields: { frontend: [0, 16], frontend_port: [16, 2], _pad: [18, 2], service_id: [20, 4] } };
 const AFFINITY_KEY: Layout = { name: 'sy_np_affinity_key', size: 24, fields: { client: [0, 16], service_id: [16, 4], _pad: [20, 4] } };
-export const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], snat_closed_grace_s: [20, 2], snat_time_wait_s: [22, 2] } };
+const NP_CONFIG: Layout = { name: 'sy_np_config', size: 24, fields: { snat_addr: [0, 16], snat_port_min: [16, 2], snat_port_max: [18, 2], snat_closed_grace_s: [20, 2], snat_time_wait_s: [22, 2] } };
 export const NP_COUNTERS: Layout = {
   name: 'sy_np_counters',
   size: 48,
@@ -47,9 +47,9 @@ export const NODEPORT_LAYOUTS = [FLOW_KEY, FLOW, SNAT_KEY, SNAT, REVNAT_KEY, REV
 export type NodePortMode = 'snat' | 'dsr' | 'hybrid';
 export const NODEPORT_MODES: readonly NodePortMode[] = ['snat', 'dsr', 'hybrid'];
 
-export const NP_FLAG_DSR = 2;
-export const NP_FLAG_DSR_UDP = 4;
-export const NP_FLAG_LOCAL = 8;
+const NP_FLAG_DSR = 2;
+const NP_FLAG_DSR_UDP = 4;
+const NP_FLAG_LOCAL = 8;
 
 export interface NodeFrontendValue {
   serviceId: number;
